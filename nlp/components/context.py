@@ -1,0 +1,97 @@
+"""``btx_context``: ConText-style modifiers (negated, historical, hypothetical, declined) and section.
+
+Triggers come from ``tables/patterns/context_rules.csv`` (medspaCy ConText's shape: pattern, category,
+direction, plus rule and source ids). A trigger's scope runs within its segment up to a terminator
+(``but``, ``today``, ``;`` …); pseudo-triggers (``no complications``, ``prior to``) block the trigger they
+overlap. Every span in ``doc.spans["btx"]`` gets ``_.btx["ctx"]`` = {section, negated, historical,
+hypothetical, declined, rules}.
+"""
+
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from nlp import lexicons
+from nlp.components.base import ensure_extensions
+
+MAX_NEG_SCOPE = 60  # characters a negation reaches forward or back
+FLAGS = ("negated", "historical", "hypothetical", "declined")
+_CAT_FLAG = {"NEGATED": "negated", "HISTORICAL": "historical", "HYPOTHETICAL": "hypothetical", "DECLINED": "declined"}
+
+
+def segment_scopes(text: str, start: int, end: int) -> list[tuple[str, int, int, str, int, int]]:
+    """(flag, scope_start, scope_end, rule_id, trigger_start, trigger_end) for the triggers inside
+    ``text[start:end]``."""
+    pattern, rows = lexicons.context_patterns()
+    triggers: list[tuple[int, int, dict[str, str]]] = []
+    for m in pattern.finditer(text, start, end):
+        triggers.append((m.start(), m.end(), rows[int(m.lastgroup[1:])]))
+    if not triggers:
+        return []
+    terms = [s for s, _, r in triggers if r["category"] == "TERMINATE"]
+    scopes = []
+    for s, e, row in triggers:
+        flag = _CAT_FLAG.get(row["category"])
+        if flag is None:
+            continue
+        direction = row["direction"]
+        lo, hi = (e, e) if direction == "forward" else (s, s)
+        if direction in ("forward", "bidirectional"):
+            nxt = [t for t in terms if t >= e]
+            hi = min(nxt) if nxt else end
+            if flag == "negated":
+                hi = min(hi, e + MAX_NEG_SCOPE)
+        if direction in ("backward", "bidirectional"):
+            prv = [t for t in terms if t < s]
+            lo = max(prv) if prv else start
+            if flag == "negated":
+                lo = max(lo, s - MAX_NEG_SCOPE)
+        scopes.append((flag, lo, hi, row["rule_id"], s, e))
+    return scopes
+
+
+SECTION_FLAGS = {"history": "historical", "plan": "hypothetical"}
+
+
+class ContextTagger:
+    """Adds ``ctx`` to the attributes of every span in ``doc.spans[spans_key]``."""
+
+    def __init__(self, spans_key: str = "btx"):
+        self.spans_key = spans_key
+        ensure_extensions()
+
+    def __call__(self, doc: Doc) -> Doc:
+        text = doc.text
+        segs = doc._.btx_segments
+        sections = doc._.btx_sections
+        cats = doc._.btx_section_cats
+        cache: dict[int, list[tuple[str, int, int, str, int, int]]] = {}
+        for span in doc.spans[self.spans_key]:
+            attrs = span._.btx
+            start = attrs["start"]
+            i = segs.index(start)
+            if i not in cache:
+                s, e = segs.ranges[i] if i >= 0 else (0, len(text))
+                cache[i] = segment_scopes(text, s, e)
+            ctx = {f: False for f in FLAGS}
+            rules = []
+            end = attrs["end"]
+            for flag, lo, hi, rule_id, ts, te in cache[i]:
+                if lo <= start < hi and not (ts < end and start < te):
+                    ctx[flag] = True
+                    rules.append(rule_id)
+            j = sections.index(start)
+            section = cats[j] if j >= 0 else "none"
+            ctx["section"] = section
+            if section in SECTION_FLAGS:
+                ctx[SECTION_FLAGS[section]] = True
+                rules.append(f"SECTION:{section}")
+            ctx["segment"] = i
+            ctx["rules"] = rules
+            attrs["ctx"] = ctx
+        return doc
+
+
+@Language.factory("btx_context", assigns=["span._.btx"], requires=["doc.spans"], default_config={"spans_key": "btx"})
+def make_context_tagger(nlp: Language, name: str, spans_key: str) -> ContextTagger:
+    return ContextTagger(spans_key=spans_key)

@@ -1,0 +1,161 @@
+"""``btx_doses``: amounts of toxin — doses, volumes, concentrations, vials, totals and waste.
+
+Labels added to ``doc.spans["btx"]``: DOSE (units; ``per_side``/``sites`` multipliers), VOLUME (mL),
+CONC (units per mL), VIAL (units in the vial(s) opened), TOTAL (stated total administered),
+WASTE (units discarded), NOWASTE (zero waste documented), REMAINDER_WASTED (the rest of the vial was
+discarded without an amount).
+"""
+
+
+import re
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from nlp.components.base import ensure_extensions
+from nlp.components.entities import _add
+from nlp.textutil import NUM, to_number
+
+_U = r"(?:units?|untis|unts|unit's|iu|u|mu)(?![a-z])"
+_ML = r"(?:ml|mls|cc|cc's|ccs)(?![a-z])"
+_I = re.IGNORECASE
+
+DOSE = re.compile(rf"(?<![\w.])(?P<n>{NUM})(?:\s*(?:-|to)\s*(?P<n2>{NUM}))?\s*-?\s*{_U}(?!\s*/|\s*per\s+(?:ml|cc|0\.1))", _I)
+VOLUME = re.compile(rf"(?<![\w.])(?P<n>{NUM})\s*-?\s*{_ML}", _I)
+CONC = re.compile(
+    rf"(?P<u>{NUM})\s*-?\s*{_U}\s*(?:/|per|in|to|into|each)\s*(?:(?:each|every)\s+)?(?P<v>{NUM})?\s*{_ML}"
+    rf"|(?:reconstituted|diluted|mixed|dilution)\s+(?:\w+\s+){{0,4}}?(?:with|in|using|to|:)\s+(?P<v2>{NUM})\s*{_ML}",
+    _I,
+)
+VIAL = re.compile(
+    rf"(?:(?P<count>{NUM}|a|an)\s*(?:x\s*|×\s*|\(\s*\d+\s*\)\s*)?)?(?P<size>{NUM})\s*-?\s*{_U}\s*-?\s*"
+    rf"(?:(?:single[- ](?:use|dose)|sdv|unit|botox|dysport|xeomin|myobloc|daxxify)\s+)?(?:vials?|bottles?)\b"
+    rf"|(?P<count2>{NUM})?\s*(?:vials?|bottles?)\s*(?:size\s*)?(?:of|:|=|x|@|containing|at)?\s*(?P<size2>{NUM})\s*-?\s*{_U}",
+    _I,
+)
+WASTE = re.compile(
+    rf"(?P<n>{NUM})\s*-?\s*{_U}\s*(?:of\s+(?:\w+\s+){{0,3}}?)?(?:were\s+|was\s+|are\s+|is\s+)?"
+    rf"(?:discarded|wasted|waste|wastage|unused|not\s+used|not\s+administered|left\s+over|remaining\s+(?:were\s+|was\s+)?discarded)"
+    rf"|(?:waste|wastage|wasted|discarded|discard|drug\s+wasted|amount\s+wasted|amount\s+discarded|jw)\s*(?:amount|volume)?\s*"
+    rf"(?:[:=]|of|was|were|is)?\s*(?:approximately\s+)?(?P<n2>{NUM})\s*-?\s*{_U}"
+    rf"|(?:remaining|remainder\s+of|residual|leftover)\s+(?P<n3>{NUM})\s*-?\s*{_U}\s*(?:of\s+\w+\s+)?(?:were\s+|was\s+)?(?:discarded|wasted)",
+    _I,
+)
+NOWASTE = re.compile(
+    r"\bno\s+(?:drug\s+|product\s+|medication\s+|toxin\s+)?(?:waste|wastage)\b|\b(?:waste|wastage|discarded|wasted)\s*[:=]?\s*(?:none|0|zero|nil|n/a)\b"
+    r"|\b(?:0|zero|no)\s*(?:units?|u)?\s*(?:were\s+|was\s+)?(?:wasted|discarded)\b|\b(?:entire|whole|full|complete|all\s+of\s+the)\s+(?:\d+[- ]?(?:units?|u)\s+)?vials?\s+"
+    r"(?:\w+\s+){0,2}?(?:was\s+|were\s+)?(?:used|administered|injected|utilized)|\bnothing\s+(?:was\s+)?(?:wasted|discarded)\b"
+    r"|\bused\s+in\s+(?:its\s+)?entirety\b|\bnone\s+(?:was\s+|were\s+)?(?:wasted|discarded)\b|\bjz\b",
+    _I,
+)
+REMAINDER = re.compile(
+    r"\b(?:remainder|rest|remaining(?:\s+(?:drug|toxin|solution|amount|units?))?|residual|balance|unused\s+portion)"
+    r"(?:\s+of\s+(?:the\s+)?(?:vial|vials|drug|toxin|solution|botox|dysport|xeomin|myobloc|daxxify))?\s+"
+    r"(?:was\s+|were\s+)?(?:discarded|wasted)",
+    _I,
+)
+TOTAL = re.compile(r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b", _I)
+PER_SIDE = re.compile(r"^\s*(?:per|each|to\s+each|on\s+each|for\s+each|/)\s*(?:side|eye|axilla|limb|muscle)\b|^\s*each\b", _I)
+SITES = re.compile(
+    rf"^\s*(?:each\s+)?(?:x|×|times|at\s+each\s+of|into\s+each\s+of|in\s+each\s+of|to\s+each\s+of)\s*(?P<k>{NUM})\s*"
+    rf"(?:sites?|injections?|points?|locations?|places?)?\b",
+    _I,
+)
+SITES_BEFORE = re.compile(
+    rf"(?P<k>{NUM})\s*(?:injection\s+)?(?:sites?|injections?|points?|locations?)\s*(?:of|x|×|@|at|with|,)\s*$", _I
+)
+
+
+def _num(m: re.Match[str], *groups: str) -> float | None:
+    for g in groups:
+        v = m.group(g)
+        if v:
+            return to_number(v)
+    return None
+
+
+def find_amounts(doc: Doc) -> list:
+    """DOSE, VOLUME, CONC, VIAL, TOTAL, WASTE, NOWASTE and REMAINDER_WASTED spans."""
+    text = doc.text
+    spans: list = []
+    taken: list[tuple[int, int]] = []
+
+    def free(s: int, e: int) -> bool:
+        return not any(a < e and s < b for a, b in taken)
+
+    for m in VIAL.finditer(text):
+        size = _num(m, "size", "size2")
+        count = _num(m, "count", "count2") or 1.0
+        if not size or size < 10:
+            continue
+        if count > 10:
+            count = 1.0
+        _add(doc, spans, m.start(), m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
+        taken.append((m.start(), m.end()))
+    for m in WASTE.finditer(text):
+        if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
+            continue
+        n = _num(m, "n", "n2", "n3")
+        if n is None:
+            continue
+        label = "WASTE" if n > 0 else "NOWASTE"
+        _add(doc, spans, m.start(), m.end(), label, {"units": n})
+        taken.append((m.start(), m.end()))
+    for m in NOWASTE.finditer(text):
+        if free(m.start(), m.end()):
+            _add(doc, spans, m.start(), m.end(), "NOWASTE", {"units": 0.0})
+            taken.append((m.start(), m.end()))
+    for m in REMAINDER.finditer(text):
+        if free(m.start(), m.end()):
+            _add(doc, spans, m.start(), m.end(), "REMAINDER_WASTED", {})
+    for m in CONC.finditer(text):
+        u = _num(m, "u")
+        v = _num(m, "v", "v2")
+        if m.group("v2"):
+            _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": None, "diluent_ml": v})
+        elif u:
+            per = v if v else 1.0
+            if per > 0:
+                _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": u / per})
+        taken.append((m.start(), m.end()))
+    for m in DOSE.finditer(text):
+        if not free(m.start(), m.end()):
+            continue
+        n = _num(m, "n2", "n") if m.group("n2") else _num(m, "n")
+        if n is None:
+            continue
+        after = text[m.end(): m.end() + 40]
+        attrs: dict = {"units": n, "per_side": bool(PER_SIDE.match(after)), "sites": 1}
+        sm = SITES.match(after)
+        if sm and (k := to_number(sm.group("k"))) and 1 < k <= 40:
+            attrs["sites"] = int(k)
+        else:
+            bm = SITES_BEFORE.search(text[max(0, m.start() - 30): m.start()])
+            if bm and (k := to_number(bm.group("k"))) and 1 < k <= 40:
+                attrs["sites"] = int(k)
+        attrs["total_units"] = n * attrs["sites"]
+        _add(doc, spans, m.start(), m.end(), "DOSE", attrs)
+    for m in VOLUME.finditer(text):
+        if free(m.start(), m.end()):
+            _add(doc, spans, m.start(), m.end(), "VOLUME", {"ml": to_number(m.group("n"))})
+    for m in TOTAL.finditer(text):
+        _add(doc, spans, m.start(), m.end(), "TOTAL_CUE", {})
+    return spans
+
+
+class AmountTagger:
+    """Adds amount spans to ``doc.spans[spans_key]``."""
+
+    def __init__(self, spans_key: str = "btx"):
+        self.spans_key = spans_key
+        ensure_extensions()
+
+    def __call__(self, doc: Doc) -> Doc:
+        existing = list(doc.spans[self.spans_key]) if self.spans_key in doc.spans else []
+        doc.spans[self.spans_key] = existing + find_amounts(doc)
+        return doc
+
+
+@Language.factory("btx_doses", assigns=["doc.spans"], requires=["doc.spans"], default_config={"spans_key": "btx"})
+def make_amount_tagger(nlp: Language, name: str, spans_key: str) -> AmountTagger:
+    return AmountTagger(spans_key=spans_key)

@@ -1,0 +1,116 @@
+"""``btx_sections``: sentence-like segments and note sections (history, procedure, plan …).
+
+Headers are recognised from ``tables/patterns/sections.csv`` at a line start (or after ``.,`` in
+CSV-flattened notes); unknown ``Field:`` labels do not start a new section. Segments are sentences,
+list lines and table rows; wrapped prose lines (next line starting in lower case) are joined.
+"""
+
+
+import functools
+import re
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from nlp.components.base import ensure_extensions, make_span
+from nlp.loaders import table
+from nlp.textutil import Segments
+
+_HEADER = re.compile(
+    r"(?:^|(?<=\n)|(?<=\.,)|(?<=:,)|(?<=\.\s)|(?<=\.\s\s))[ \t>*#\-\d.)]*"
+    r"(?P<title>[A-Za-z][A-Za-z0-9 /&'()\-\.]{0,60}?)[ \t]*(?::|\n|$)",
+    re.MULTILINE,
+)
+_ABBREV = re.compile(r"(?:\b(?:dr|mr|mrs|ms|st|approx|vs|e\.g|i\.e|no|inc|pt|fig|etc)|\b[A-Z])\.$", re.IGNORECASE)
+_BREAK = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=\S)|(?<=\.),|\n")
+
+
+@functools.cache
+def _titles() -> dict[str, str]:
+    return {r["title"]: r["category"] for r in table("patterns/sections.csv")}
+
+
+def normalise_title(title: str) -> str:
+    t = title.lower().replace("(s)", "s").replace("’", "'")
+    t = re.sub(r"[^a-z0-9/&' \-]", " ", t)
+    return re.sub(r"\s+", " ", t).strip()
+
+
+def find_sections(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, category, title) for every recognised section, in order; text before the
+    first header is category ``none``."""
+    titles = _titles()
+    heads: list[tuple[int, int, str, str]] = []
+    for m in _HEADER.finditer(text):
+        raw = m.group("title")
+        norm = normalise_title(raw)
+        cat = titles.get(norm)
+        if cat is None:
+            continue
+        end_char = text[m.end() - 1] if m.end() > m.start() else ""
+        if end_char != ":":
+            # a header without a colon must be an upper-case line of its own
+            line = text[m.start("title"): m.end()].strip()
+            if not line.isupper():
+                continue
+        heads.append((m.start("title"), m.end(), cat, norm))
+    out: list[tuple[int, int, str, str]] = []
+    prev_end, prev_cat, prev_title = 0, "none", ""
+    for start, body_start, cat, title in heads:
+        if start > prev_end or not out:
+            out.append((prev_end, start, prev_cat, prev_title))
+        prev_end, prev_cat, prev_title = start, cat, title
+    out.append((prev_end, len(text), prev_cat, prev_title))
+    return [s for s in out if s[1] > s[0]]
+
+
+def find_segments(text: str) -> list[tuple[int, int]]:
+    """Sentence-like segments: sentence ends, line breaks (unless a wrapped prose line), ``.,``."""
+    cuts = [0]
+    for m in _BREAK.finditer(text):
+        pos = m.start()
+        if m.group(0) == "\n":
+            before = text[:pos].rstrip(" \t")
+            after = text[m.end(): m.end() + 2]
+            # join a wrapped prose line: previous line does not end a clause, next starts lower case
+            if before and before[-1] not in ".:;!?|" and after[:1].islower() and "\n" not in after[:1]:
+                continue
+            cuts.append(m.end())
+            continue
+        if text[pos - 1: pos] == "." and _ABBREV.search(text[max(0, pos - 8): pos]):
+            continue
+        cuts.append(m.end())
+    cuts.append(len(text))
+    segs = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        if text[a:b].strip():
+            segs.append((a, b))
+    return segs
+
+
+class SectionTagger:
+    """Writes ``doc.spans["btx_sections"]`` (label = category) and ``doc._.btx_segments``."""
+
+    def __init__(self, spans_key: str = "btx_sections"):
+        self.spans_key = spans_key
+        ensure_extensions()
+
+    def __call__(self, doc: Doc) -> Doc:
+        text = doc.text
+        spans = []
+        sections = find_sections(text)
+        for start, end, cat, title in sections:
+            span = make_span(doc, start, end, cat)
+            if span is not None:
+                span._.btx = {"title": title, "start": start, "end": end}
+                spans.append(span)
+        doc.spans[self.spans_key] = spans
+        doc._.btx_sections = Segments([(s, e) for s, e, _, _ in sections])
+        doc._.btx_section_cats = [c for _, _, c, _ in sections]
+        doc._.btx_segments = Segments(find_segments(text))
+        return doc
+
+
+@Language.factory("btx_sections", assigns=["doc.spans", "doc._.btx_segments"], default_config={"spans_key": "btx_sections"})
+def make_section_tagger(nlp: Language, name: str, spans_key: str) -> SectionTagger:
+    return SectionTagger(spans_key=spans_key)

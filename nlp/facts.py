@@ -1,0 +1,794 @@
+"""Doc → Facts: what was done today, as plain frozen dataclasses (no spaCy objects past here).
+
+Decides which muscle mentions are injections today (section, context, injectate, landmark), gives
+each its side and dose, and resolves product, amounts, guidance, neurolysis, diagnoses, codes the
+note lists and the date of service.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from spacy.tokens import Doc
+
+from nlp import lexicons
+from nlp.textutil import merge_sides, side_of, to_number
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    start: int
+    end: int
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    muscle_id: str
+    name: str
+    region: str
+    side: str | None
+    units: float | None
+    count_ids: tuple[str, ...]
+    is_group: bool
+    evidence: Evidence
+    side_rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class NerveBlock:
+    nerve_id: str
+    name: str
+    side: str | None
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    concept: str
+    qualifiers: tuple[tuple[str, str], ...]
+    evidence: Evidence
+    in_dx_section: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCode:
+    code: str
+    kind: str
+    modifier: str | None
+    units: int
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    """A mention that was not coded, and why (for review and for the confidence model)."""
+
+    label: str
+    text: str
+    reason: str
+    start: int
+
+
+@dataclass(slots=True)
+class Facts:
+    injections: list[Injection] = field(default_factory=list)
+    nerves: list[NerveBlock] = field(default_factory=list)
+    product: str | None = None
+    product_evidence: list[Evidence] = field(default_factory=list)
+    products_named: list[str] = field(default_factory=list)
+    serotype: str | None = None
+    toxin_mentioned: bool = False
+    toxin_today: bool = False
+    guidance: list[tuple[str, Evidence]] = field(default_factory=list)
+    guidance_negated: list[str] = field(default_factory=list)
+    administered_units: float | None = None
+    administered_source: str | None = None
+    administered_evidence: list[Evidence] = field(default_factory=list)
+    stated_total: float | None = None
+    sum_units: float | None = None
+    discarded_units: float | None = None
+    discarded_evidence: list[Evidence] = field(default_factory=list)
+    no_waste: bool = False
+    vial_units: float | None = None
+    vial_evidence: list[Evidence] = field(default_factory=list)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    handedness: str | None = None
+    listed_codes: list[ListedCode] = field(default_factory=list)
+    date_of_service: date | None = None
+    date_evidence: Evidence | None = None
+    migraine_protocol: bool = False
+    cosmetic: bool = False
+    excluded: list[Excluded] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view (the ``facts`` member of the result object)."""
+
+        def ev(e: Evidence | None) -> dict[str, Any] | None:
+            return e.as_dict() if e else None
+
+        return {
+            "injections": [
+                {"muscle": i.muscle_id, "name": i.name, "region": i.region, "side": i.side, "units": i.units,
+                 "is_group": i.is_group, "evidence": ev(i.evidence)} for i in self.injections
+            ],
+            "nerve_blocks": [{"nerve": n.nerve_id, "side": n.side, "evidence": ev(n.evidence)} for n in self.nerves],
+            "product": self.product,
+            "products_named": self.products_named,
+            "serotype": self.serotype,
+            "guidance": sorted({m for m, _ in self.guidance}),
+            "guidance_negated": sorted(set(self.guidance_negated)),
+            "administered_units": self.administered_units,
+            "administered_source": self.administered_source,
+            "stated_total_units": self.stated_total,
+            "sum_of_muscle_doses": self.sum_units,
+            "discarded_units": self.discarded_units,
+            "no_waste_documented": self.no_waste,
+            "vial_units": self.vial_units,
+            "diagnoses": [{"concept": d.concept, **dict(d.qualifiers), "evidence": ev(d.evidence)} for d in self.diagnoses],
+            "handedness": self.handedness,
+            "listed_codes": [
+                {"code": c.code, "kind": c.kind, "modifier": c.modifier, "units": c.units} for c in self.listed_codes
+            ],
+            "date_of_service_in_note": self.date_of_service.isoformat() if self.date_of_service else None,
+            "migraine_protocol": self.migraine_protocol,
+            "cosmetic": self.cosmetic,
+            "not_coded": [{"label": x.label, "text": x.text, "reason": x.reason} for x in self.excluded],
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+_SIDE_TOKEN = re.compile(
+    r"(?<![A-Za-z])(?:(?P<word>left|right|bilateral(?:ly)?|bilat\.?|b/l|both|lt\.?|rt\.?)"
+    r"|(?P<letter>L|R|B)(?=[\s\-:.)/]|$))(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_SIDE_AFTER = re.compile(
+    r"^\s*(?:muscles?|m\.|mm\.|heads?)?\s*(?:,\s*)?[(\[-]?\s*(?:on\s+the\s+|on\s+)?"
+    r"(?P<s>left|right|bilateral(?:ly)?|bilat\.?|both\s+sides|b/l|lt|rt|L|R|B)\b\s*(?:side|sided)?\s*[)\]]?",
+    re.IGNORECASE,
+)
+_SIDE_HEADER = re.compile(
+    r"(?im)^[ \t\-*•>]*(?P<h>(?:left|right|lt\.?|rt\.?|l|r|bilateral)(?:[ \t]+(?:side|sided|upper|lower|arm|leg|"
+    r"extremity|extremities|limb|ue|le|neck|face|hand|foot|muscles))*|rue|lue|rle|lle|rul|lul)[ \t]*(?::|-|–|—|\n)"
+)
+_INJECT_CUE = re.compile(
+    r"inject|chemodenervat|infiltrat|administ|treated|\bunits?\b|\d\s*u\b|\bbtx|botox|toxin|dysport|xeomin|myobloc|daxxify"
+    r"|\bdose|\bsites?\b",
+    re.IGNORECASE,
+)
+_PERFORMED = re.compile(
+    r"\b(?:was|were|been)\s+(?:injected|administered|performed|given|treated|completed|done)\b|\binjected\b|\bperformed\b"
+    r"|\badministered\b|\btoday\b",
+    re.IGNORECASE,
+)
+_TODAY = re.compile(r"\btoday\b|\bthis (?:visit|session|procedure)\b", re.IGNORECASE)
+_LANDMARK = re.compile(r"^\s*(?:muscle\s+)?(?:tendon|origin|insertion|fascia|aponeurosis|attachment|border|belly of)", re.IGNORECASE)
+_CONNECT_BEFORE = re.compile(
+    r"\s*(?:of\s+(?:[\w-]+\s+){0,3}?)?(?:(?:was|were|is|are|then)\s+)?(?:(?:injected|given|placed|administered|delivered|used|"
+    r"divided|distributed|split)\s+)?(?:(?:each|evenly|equally)\s+)?(?:in|into|to|at|for|within|across|throughout|per)\s+"
+    r"(?:the\s+|each\s+|both\s+|bilateral\s+)?(?:(?:left|right|bilateral|lt\.?|rt\.?|l|r|b/l)\s+)?"
+    r"(?:(?:upper|lower|medial|lateral|long|short|mid|middle|deep|superficial)\s+)?(?:head\s+of\s+(?:the\s+)?)?"
+    r"|\s*[:(\-–]?\s*",
+    re.IGNORECASE,
+)
+_CONNECT_AFTER = re.compile(
+    r"(?:\s*(?:muscles?|m\.|mm\.|heads?|bilaterally|bilateral|each side|on the (?:left|right)|\((?:[LRB]|left|right|bilat(?:eral)?)\)|[LRB]|left|right))*"
+    r"\s*(?:[:=\-–|,]|\(|\bwith\b|\breceived\b|\bwas injected with\b|\binjected with\b|\bx\b|@)?\s*(?:[\w\s|]{0,12}?\|\s*)?"
+    r"(?:approximately\s+|approx\.?\s+|about\s+|a total of\s+)?",
+    re.IGNORECASE,
+)
+_DIVIDED = re.compile(r"\b(?:total|divided|split|combined|between)\b", re.IGNORECASE)
+_HAND = re.compile(r"\b(?P<s>right|left)[- ]hand(?:ed|-dominant| dominant)\b|\b(?P<s2>right|left)[- ]handed\b|\bdominant (?:hand|side) (?:is )?(?:the )?(?P<s3>right|left)\b|\bambidextrous\b", re.IGNORECASE)
+_CELL_SPLIT = re.compile(r"\s*\|\s*|\t+|\s{3,}")
+
+_BAD_SECTIONS = {"exam", "diagnosis", "codes"}
+_DX_SECTIONS = {"diagnosis", "assessment_plan"}
+
+
+def _attrs(span: Any) -> dict[str, Any]:
+    return span._.btx
+
+
+def _ev(text: str, a: dict[str, Any]) -> Evidence:
+    return Evidence(a["start"], a["end"], text[a["start"]: a["end"]])
+
+
+def _context_block(ctx: dict[str, Any]) -> str | None:
+    """Why a mention's context excludes it, or None."""
+    for flag in ("negated", "declined", "hypothetical", "historical"):
+        if ctx.get(flag):
+            return flag
+    return None
+
+
+def _parse_date(value: str) -> date | None:
+    v = value.strip().replace(".", "")
+    fmts = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y", "%m-%d-%y", "%B %d, %Y", "%B %d %Y", "%b %d, %Y",
+            "%b %d %Y", "%d %B %Y", "%d %b %Y")
+    for f in fmts:
+        try:
+            return datetime.strptime(v, f).date()
+        except ValueError:
+            continue
+    return None
+
+
+class _Note:
+    """Index of a processed Doc: spans by label and by segment, segment texts, section lookups."""
+
+    def __init__(self, doc: Doc):
+        self.doc = doc
+        self.text = doc.text
+        self.segs = doc._.btx_segments
+        self.by_label: dict[str, list[dict[str, Any]]] = {}
+        self.by_seg: dict[int, list[dict[str, Any]]] = {}
+        for span in doc.spans["btx"]:
+            a = _attrs(span)
+            a["label"] = span.label_
+            self.by_label.setdefault(span.label_, []).append(a)
+            self.by_seg.setdefault(a["ctx"]["segment"], []).append(a)
+        for lst in self.by_label.values():
+            lst.sort(key=lambda a: a["start"])
+
+    def seg_text(self, i: int) -> str:
+        if i < 0:
+            return ""
+        s, e = self.segs.ranges[i]
+        return self.text[s:e]
+
+    def seg_has(self, i: int, *labels: str, allowed_only: bool = False) -> bool:
+        for a in self.by_seg.get(i, ()):
+            if a["label"] in labels and (not allowed_only or _context_block(a["ctx"]) is None):
+                return True
+        return False
+
+    def labels(self, label: str) -> list[dict[str, Any]]:
+        return self.by_label.get(label, [])
+
+
+def _section_ok(note: _Note, a: dict[str, Any]) -> str | None:
+    """Why the section of mention ``a`` rules it out as something done today, or None."""
+    ctx = a["ctx"]
+    section = ctx["section"]
+    seg = note.seg_text(ctx["segment"])
+    if section in _BAD_SECTIONS:
+        return f"section:{section}"
+    trigger_flags = [r for r in ctx["rules"] if not r.startswith("SECTION:")]
+    if section == "history" and not trigger_flags:
+        return None if _TODAY.search(seg) else "section:history"
+    if section == "plan" and not trigger_flags:
+        return None if _PERFORMED.search(seg) else "section:plan"
+    return None
+
+
+def _mention_block(note: _Note, a: dict[str, Any]) -> str | None:
+    ctx = a["ctx"]
+    trigger_rules = [r for r in ctx["rules"] if not r.startswith("SECTION:")]
+    if trigger_rules:
+        for flag in ("negated", "declined", "hypothetical", "historical"):
+            if ctx.get(flag):
+                return flag
+    return _section_ok(note, a)
+
+
+# ----------------------------------------------------------------------------------------------
+# sides
+
+def _side_headers(text: str) -> list[tuple[int, int, str]]:
+    """(start, block_end, side) for line-start side headers ("Right:", "LUE -")."""
+    out = []
+    for m in _SIDE_HEADER.finditer(text):
+        h = m.group("h").lower()
+        side = side_of(h.split()[0]) if h[:3] not in ("rue", "lue", "rle", "lle", "rul", "lul") else h[0].upper()
+        if side is None:
+            continue
+        nxt = text.find("\n\n", m.end())
+        out.append((m.start(), nxt if nxt >= 0 else len(text), side))
+    return out
+
+
+def _side_for(note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]]) -> tuple[str | None, str]:
+    text = note.text
+    seg_start = note.segs.ranges[m["ctx"]["segment"]][0] if m["ctx"]["segment"] >= 0 else 0
+    lo = max(seg_start, m["start"] - 32)
+    if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"]:
+        lo = max(lo, prev["end"])
+    window = text[lo: m["start"]]
+    # stop at a clause break so "… of the right arm. FCR" does not reach back
+    cut = max(window.rfind(";"), window.rfind(". "), window.rfind("\n"))
+    if cut >= 0:
+        window = window[cut + 1:]
+    found = None
+    for t in _SIDE_TOKEN.finditer(window):
+        found = t
+    if found:
+        return side_of(found.group(0)), "side-before"
+    after = text[m["end"]: m["end"] + 30]
+    am = _SIDE_AFTER.match(after)
+    if am:
+        nxt = [x for x in note.labels("MUSCLE") if x["start"] > m["end"]]
+        tail = after[am.end():].lstrip(" ,")
+        if not (nxt and nxt[0]["start"] <= m["end"] + am.end() + 3 and not tail.startswith(("(", "-"))):
+            return side_of(am.group("s").replace("both sides", "both")), "side-after"
+    line_start = text.rfind("\n", 0, m["start"]) + 1
+    line_end = text.find("\n", m["end"])
+    line = text[line_start: line_end if line_end >= 0 else len(text)]
+    if "|" in line or "\t" in line or "   " in line:
+        for cell in _CELL_SPLIT.split(line):
+            s = side_of(cell) if cell and len(cell) <= 12 else None
+            if s:
+                return s, "side-table"
+    if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"] and prev.get("side"):
+        between = text[prev["end"]: m["start"]]
+        if len(between) < 80 and not re.search(r"[.;:]\s", between):
+            return prev["side"], "side-list"
+    inside = [side for hs, he, side in headers if hs <= m["start"] < he]
+    if inside:
+        return inside[-1], "side-header"
+    return None, "side-none"
+
+
+# ----------------------------------------------------------------------------------------------
+# doses
+
+def _concentration(note: _Note) -> float | None:
+    vial = note.labels("VIAL")
+    for c in note.labels("CONC"):
+        if c.get("units_per_ml"):
+            return float(c["units_per_ml"])
+        if c.get("diluent_ml") and vial and vial[0].get("size"):
+            return float(vial[0]["size"]) / float(c["diluent_ml"])
+    return None
+
+
+def _dose_for(note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: dict[str, Any] | None,
+              conc: float | None, used: set[int]) -> tuple[float | None, dict[str, Any] | None]:
+    """Units injected at muscle mention ``m`` (per side), and the dose span used."""
+    seg = m["ctx"]["segment"]
+    text = note.text
+    limit_after = nxt["start"] if nxt is not None and nxt["ctx"]["segment"] == seg else note.segs.ranges[seg][1]
+    cands = [a for a in note.by_seg.get(seg, ()) if a["label"] in ("DOSE", "VOLUME") and a["start"] not in used]
+    after = [a for a in cands if m["end"] <= a["start"] < limit_after and a["start"] - m["end"] <= 60]
+    lower = prev["end"] if prev is not None and prev["ctx"]["segment"] == seg else note.segs.ranges[seg][0]
+    before = [a for a in cands if lower <= a["start"] and a["end"] <= m["start"] and m["start"] - a["end"] <= 45]
+    pick = None
+    if before:
+        a = before[-1]
+        if _CONNECT_BEFORE.fullmatch(text[a["end"]: m["start"]]):
+            pick = a
+    if pick is None and after:
+        a = after[0]
+        gap = text[m["end"]: a["start"]]
+        if _CONNECT_AFTER.fullmatch(gap):
+            pick = a
+    if pick is None:
+        return None, None
+    if pick["label"] == "DOSE":
+        return float(pick["total_units"]), pick
+    ml = pick.get("ml")
+    follow = text[pick["end"]: pick["end"] + 40]
+    cm = [c for c in note.labels("CONC") if pick["end"] <= c["start"] <= pick["end"] + 12 and c.get("units_per_ml")]
+    if ml and cm:
+        return float(ml) * float(cm[0]["units_per_ml"]), pick
+    paren = re.match(r"\s*\(\s*(\d+(?:\.\d+)?)\s*(?:units?|u)\b", follow, re.IGNORECASE)
+    if ml and paren:
+        return float(paren.group(1)), pick
+    if ml and conc and not note.seg_has(seg, "AGENT"):
+        return float(ml) * conc, pick
+    return None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# the main function
+
+def facts_from_doc(doc: Doc) -> Facts:
+    """Everything the mapper needs, from a Doc processed by the btx pipeline."""
+    note = _Note(doc)
+    text = note.text
+    f = Facts()
+    _product(note, f)
+    _injections(note, f)
+    _neurolysis(note, f)
+    _amounts(note, f)
+    _guidance(note, f)
+    _diagnoses(note, f)
+    _listed_codes(note, f)
+    _date(note, f)
+    _cosmetic(note, f)
+    hm = _HAND.search(text)
+    if hm:
+        g = hm.group("s") or hm.group("s2") or hm.group("s3")
+        f.handedness = side_of(g) if g else "B"
+    return f
+
+
+def _product(note: _Note, f: Facts) -> None:
+    scores: dict[str, float] = {}
+    evid: dict[str, list[Evidence]] = {}
+    for a in note.labels("PRODUCT"):
+        f.toxin_mentioned = True
+        if _mention_block(note, a):
+            f.excluded.append(Excluded("PRODUCT", a["text"], _mention_block(note, a) or "", a["start"]))
+            continue
+        p = a["product"]
+        near = note.text[max(0, a["start"] - 30): a["end"] + 30]
+        bonus = 2.0 if re.search(r"\d\s*(?:units?|u)\b|vial", near, re.IGNORECASE) else 0.0
+        if p == "botox" and a["text"].lower() == "botox":
+            bonus -= 0.5  # "Botox" is often used for any toxin
+        scores[p] = scores.get(p, 0.0) + 1.0 + bonus
+        evid.setdefault(p, []).append(_ev(note.text, a))
+    serotypes = set()
+    for a in note.labels("TOXIN"):
+        f.toxin_mentioned = True
+        if _mention_block(note, a):
+            continue
+        f.toxin_today = True
+        if a.get("serotype"):
+            serotypes.add(a["serotype"])
+            evid.setdefault("_serotype", []).append(_ev(note.text, a))
+    if scores:
+        f.toxin_today = True
+        ranked = sorted(scores, key=lambda p: (-scores[p], p))
+        f.products_named = ranked
+        f.product = ranked[0]
+        f.product_evidence = evid[ranked[0]]
+        f.serotype = lexicons.products()[f.product]["serotype"]
+    elif len(serotypes) == 1:
+        f.serotype = serotypes.pop()
+        f.product_evidence = evid.get("_serotype", [])
+
+
+def _injections(note: _Note, f: Facts) -> None:
+    text = note.text
+    muscles = lexicons.muscles()
+    headers = _side_headers(text)
+    conc = _concentration(note)
+    mentions = note.labels("MUSCLE")
+    used: set[int] = set()
+    prev: dict[str, Any] | None = None
+    seen: dict[tuple[str, str | None], int] = {}
+    toxin_segments = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab)}
+    block_cue = _block_cues(note)
+    regions_in_note = {r for m in mentions for r in m["regions"] if len(m["ids"]) == 1}
+    for idx, m in enumerate(mentions):
+        nxt = mentions[idx + 1] if idx + 1 < len(mentions) else None
+        side, side_rule = _side_for(note, m, prev, headers)
+        m["side"] = side
+        before_m, prev = prev, m
+        reason = _mention_block(note, m)
+        seg = m["ctx"]["segment"]
+        seg_text = note.seg_text(seg)
+        if reason is None and _LANDMARK.match(text[m["end"]: m["end"] + 25]):
+            reason = "landmark"
+        if reason is None:
+            has_toxin = seg in toxin_segments or note.seg_has(seg, "DOSE")
+            if note.seg_has(seg, "AGENT") and not has_toxin:
+                reason = "other injectate"
+            elif not (_INJECT_CUE.search(seg_text) or block_cue.get(seg)):
+                reason = "no injection documented"
+        if reason is not None:
+            f.excluded.append(Excluded("MUSCLE", m["text"], reason, m["start"]))
+            continue
+        units, dose_span = _dose_for(note, m, nxt, before_m, conc, used)
+        if dose_span is not None:
+            used.add(dose_span["start"])
+        ids = m["ids"]
+        if len(ids) > 1:  # ambiguous abbreviation (TA): prefer the region the rest of the note uses
+            ids = sorted(ids, key=lambda i: muscles[i].region not in regions_in_note)
+        mus = muscles[ids[0]]
+        sides = [side] if side in ("L", "R", None) else ["L", "R"]
+        if side == "B" and units is not None and dose_span is not None and _DIVIDED.search(
+                text[max(0, dose_span["start"] - 25): dose_span["end"] + 25]):
+            units = units / 2
+        for s in sides:
+            key = (mus.muscle_id, s)
+            inj = Injection(
+                muscle_id=mus.muscle_id, name=mus.name, region=mus.region, side=s, units=units,
+                count_ids=mus.count_ids, is_group=mus.is_group, evidence=_ev(text, m), side_rule=side_rule,
+            )
+            if key in seen:
+                old = f.injections[seen[key]]
+                if old.units is None and units is not None:
+                    f.injections[seen[key]] = inj
+                continue
+            seen[key] = len(f.injections)
+            f.injections.append(inj)
+    _fill_sides(f)
+
+
+def _fill_sides(f: Facts) -> None:
+    """A mention without a side takes the side its region has elsewhere in the note, and is dropped
+    when the same muscle is already listed with a side (a summary line repeating the detail)."""
+    sided = {(i.muscle_id) for i in f.injections if i.side}
+    region_sides: dict[str, set[str]] = {}
+    for i in f.injections:
+        if i.side:
+            region_sides.setdefault(_limb(i.region), set()).add(i.side)
+    out = []
+    for i in f.injections:
+        if i.side is None:
+            if i.muscle_id in sided:
+                continue
+            sides = region_sides.get(_limb(i.region), set())
+            if len(sides) == 1:
+                i = Injection(i.muscle_id, i.name, i.region, next(iter(sides)), i.units, i.count_ids, i.is_group,
+                              i.evidence, "side-region")
+        out.append(i)
+    f.injections = out
+
+
+def _limb(region: str) -> str:
+    return region
+
+
+def _block_cues(note: _Note) -> dict[int, bool]:
+    """Segments that sit in a list or table under a line announcing injections."""
+    text = note.text
+    out: dict[int, bool] = {}
+    active = False
+    for i, (s, e) in enumerate(note.segs.ranges):
+        seg = text[s:e]
+        stripped = seg.strip()
+        blank_before = text[max(0, s - 2): s].count("\n") >= 2 or "\n\n" in text[max(0, s - 3): s + 1]
+        if blank_before and not re.match(r"^[-*•\d|]", stripped):
+            active = False
+        if _INJECT_CUE.search(seg) and (stripped.endswith(":") or re.search(r"muscles?|sites?|units|dose", seg, re.I)):
+            active = True
+        out[i] = active
+    return out
+
+
+def _neurolysis(note: _Note, f: Facts) -> None:
+    text = note.text
+    nerves = lexicons.nerves()
+    seen: dict[tuple[str, str | None], int] = {}
+    prev = None
+    headers: list[tuple[int, int, str]] = []
+    for a in note.labels("NERVE"):
+        side, _ = _side_for(note, a, prev, headers)
+        a["side"] = side
+        prev = a
+        seg = a["ctx"]["segment"]
+        reason = _mention_block(note, a)
+        agent = any(x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" and _context_block(x["ctx"]) is None
+                    for x in note.by_seg.get(seg, ()))
+        if reason is None and not agent:
+            reason = "no neurolytic agent"
+        if reason is not None:
+            f.excluded.append(Excluded("NERVE", a["text"], reason, a["start"]))
+            continue
+        nid = a["ids"][0]
+        for s in ([side] if side != "B" else ["L", "R"]):
+            if (nid, s) in seen:
+                continue
+            if s is None and any(k[0] == nid for k in seen):
+                continue
+            seen[(nid, s)] = len(f.nerves)
+            f.nerves.append(NerveBlock(nid, nerves[nid]["name"], s, _ev(text, a)))
+    # drop a side-less duplicate when a sided mention of the same nerve exists
+    sided = {n.nerve_id for n in f.nerves if n.side}
+    f.nerves = [n for n in f.nerves if n.side or n.nerve_id not in sided]
+
+
+def _amounts(note: _Note, f: Facts) -> None:
+    text = note.text
+    allowed = [a for a in note.labels("DOSE") if _mention_block(note, a) is None]
+    # a stated total: a dose right after "total", or followed by "total"
+    for cue in note.labels("TOTAL_CUE"):
+        if _mention_block(note, cue):
+            continue
+        seg = cue["ctx"]["segment"]
+        after = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= d["start"] - cue["end"] <= 70]
+        before = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= cue["start"] - d["end"] <= 3]
+        pick = after[0] if after else (before[-1] if before else None)
+        if pick is not None:
+            gap = text[cue["end"]: pick["start"]]
+            if re.search(r"\b(?:sites?|injections?|points?|ml|cc|volume)\b", gap, re.IGNORECASE) and not re.search(
+                    r"\b(?:units?|dose)\b", gap, re.IGNORECASE):
+                continue
+            f.stated_total = float(pick["total_units"])
+            f.administered_evidence = [_ev(text, pick)]
+            break
+    doses = [i.units for i in f.injections if i.units is not None]
+    if doses:
+        f.sum_units = float(sum(doses))
+    if f.stated_total is not None:
+        f.administered_units, f.administered_source = f.stated_total, "stated_total"
+    elif f.sum_units is not None:
+        f.administered_units, f.administered_source = f.sum_units, "sum_of_muscles"
+        f.administered_evidence = [i.evidence for i in f.injections if i.units is not None]
+    else:
+        prod_segs = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab)
+                     if _mention_block(note, a) is None}
+        for d in allowed:
+            if d["ctx"]["segment"] in prod_segs:
+                f.administered_units, f.administered_source = float(d["total_units"]), "product_dose"
+                f.administered_evidence = [_ev(text, d)]
+                break
+    vials = [a for a in note.labels("VIAL") if not (a["ctx"]["negated"] or a["ctx"]["historical"])]
+    if vials:
+        f.vial_units = float(vials[0]["units"])
+        f.vial_evidence = [_ev(text, vials[0])]
+    wastes = [a for a in note.labels("WASTE") if _context_block(a["ctx"]) is None or a["ctx"]["section"] == "plan"]
+    if wastes:
+        f.discarded_units = float(wastes[0]["units"])
+        f.discarded_evidence = [_ev(text, wastes[0])]
+    elif [a for a in note.labels("NOWASTE")]:
+        f.no_waste = True
+        f.discarded_units = 0.0
+        f.discarded_evidence = [_ev(text, note.labels("NOWASTE")[0])]
+    elif note.labels("REMAINDER_WASTED") and f.vial_units and f.administered_units is not None:
+        rest = f.vial_units - f.administered_units
+        if rest > 0:
+            f.discarded_units = rest
+            f.discarded_evidence = [_ev(text, note.labels("REMAINDER_WASTED")[0])]
+    if f.discarded_units is None and f.vial_units and f.administered_units is not None and f.vial_units == f.administered_units:
+        f.no_waste = True
+        f.discarded_units = 0.0
+        f.discarded_evidence = list(f.vial_evidence)
+
+
+def _guidance(note: _Note, f: Facts) -> None:
+    text = note.text
+    for a in note.labels("GUIDANCE"):
+        seg = a["ctx"]["segment"]
+        neuro_only = (note.seg_has(seg, "NERVE") or any(
+            x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" for x in note.by_seg.get(seg, ()))) and not (
+            note.seg_has(seg, "PRODUCT", "TOXIN", "MUSCLE", "DOSE"))
+        if neuro_only:
+            continue
+        ctx = a["ctx"]
+        if ctx["negated"] and not a["method"] == "none":
+            f.guidance_negated.append(a["method"])
+            continue
+        if _mention_block(note, a):
+            continue
+        if ctx["section"] in ("history",):
+            continue
+        f.guidance.append((a["method"], _ev(text, a)))
+
+
+_QUAL = {
+    "intractable": (re.compile(r"\bintractable|\brefractory|pharmaco-?resistant", re.I),
+                    re.compile(r"\bnot intractable|without (?:mention of )?intractab", re.I)),
+    "status": (re.compile(r"with status migrainosus", re.I), re.compile(r"without status", re.I)),
+    "aura": (re.compile(r"\bwith aura\b", re.I), re.compile(r"without aura", re.I)),
+    "chronic": (re.compile(r"\bchronic\b", re.I), re.compile(r"\bacute\b", re.I)),
+    "secondary": (re.compile(r"\bsecondary (?:focal )?hyperhidrosis|hyperhidrosis (?:secondary|due) to", re.I), None),
+}
+_CP_TYPE = [("quadriplegic", r"quadripleg|quadripar|tetrapleg|tetrapar|four[- ]limb"), ("diplegic", r"dipleg|dipar"),
+            ("hemiplegic", r"hemipleg|hemipar"), ("athetoid", r"athetoid|dyskinetic|dystonic cerebral palsy")]
+_MS_TYPE = [("relapsing", r"relapsing|\brrms\b"), ("primary", r"primary[- ]progressive|\bppms\b"),
+            ("secondary", r"secondary[- ]progressive|\bspms\b")]
+_HH_SITE = [("axilla", r"axill|underarm"), ("palm", r"palm|\bhands?\b"), ("sole", r"plantar|\bsoles?\b|\bfeet\b|\bfoot\b"),
+            ("face", r"facial|craniofacial|\bface\b|scalp|forehead")]
+_REGION_HH = {"axilla": "axilla", "palm": "palm", "sole": "sole", "skin_other": "face"}
+
+
+def _diagnoses(note: _Note, f: Facts) -> None:
+    text = note.text
+    mentions = [a for a in note.labels("DX") if not a["ctx"]["negated"] and not a["ctx"]["hypothetical"]]
+    in_dx = [a for a in mentions if a["ctx"]["section"] in _DX_SECTIONS]
+    for a in mentions:
+        seg_text = note.seg_text(a["ctx"]["segment"])
+        window = text[max(0, a["start"] - 60): a["end"] + 60]
+        quals: dict[str, str] = {}
+        concept = a["concept"]
+        for q, (pos, neg) in _QUAL.items():
+            if neg is not None and neg.search(window):
+                quals[q] = "0"
+            elif pos.search(window):
+                quals[q] = "1"
+        if concept in ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp"):
+            near = text[max(0, a["start"] - 25): a["end"] + 25]
+            tokens = list(_SIDE_TOKEN.finditer(text[max(0, a["start"] - 25): a["start"]]))
+            if tokens:
+                quals["side"] = side_of(tokens[-1].group(0)) or ""
+            else:
+                am = re.search(r"(?:of|on|affecting|involving) the (left|right)|\b(left|right)[- ]sided", near, re.I)
+                if am:
+                    quals["side"] = side_of(am.group(1) or am.group(2)) or ""
+        if concept == "cerebral_palsy":
+            for name, rx in _CP_TYPE:
+                if re.search(rx, seg_text, re.I):
+                    quals["cp"] = name
+                    break
+        if concept == "multiple_sclerosis":
+            for name, rx in _MS_TYPE:
+                if re.search(rx, window, re.I):
+                    quals["ms"] = name
+                    break
+        if concept == "hyperhidrosis":
+            for name, rx in _HH_SITE:
+                if re.search(rx, window, re.I):
+                    quals.setdefault("sites", "")
+                    quals["sites"] += ("|" if quals["sites"] else "") + name
+        if concept == "stroke":
+            if re.search(r"subarachnoid|\bsah\b", window, re.I):
+                quals["stroke"] = "sah"
+            elif re.search(r"hemorrhag|\bich\b|bleed", window, re.I):
+                quals["stroke"] = "hemorrhage"
+            else:
+                quals["stroke"] = "infarction"
+        f.diagnoses.append(Diagnosis(concept, tuple(sorted(quals.items())), _ev(text, a),
+                                     a["ctx"]["section"] in _DX_SECTIONS))
+    if in_dx:
+        keep = {d.concept for d in f.diagnoses if d.in_dx_section}
+        f.diagnoses = [d for d in f.diagnoses if d.in_dx_section or d.concept not in keep]
+    hh_regions = {_REGION_HH[i.region] for i in f.injections if i.region in _REGION_HH}
+    if hh_regions:
+        out = []
+        for d in f.diagnoses:
+            if d.concept == "hyperhidrosis" and not dict(d.qualifiers).get("sites"):
+                d = Diagnosis(d.concept, tuple(sorted({**dict(d.qualifiers), "sites": "|".join(sorted(hh_regions))}.items())),
+                              d.evidence, d.in_dx_section)
+            out.append(d)
+        f.diagnoses = out
+    migraine = any(d.concept == "chronic_migraine" for d in f.diagnoses)
+    regions = {i.region for i in f.injections}
+    f.migraine_protocol = bool(migraine and regions and regions <= {"facial", "trigeminal", "neck", "trunk"}
+                               and len(regions & {"facial", "trigeminal"}) > 0)
+
+
+_COSMETIC = re.compile(
+    r"(?<!non-)(?<!non )(?<!not )\b(?:glabellar (?:lines?|rhytids?|rhytides|furrows?|frown lines?)|frown lines?|crow'?s[- ]feet|"
+    r"forehead (?:lines?|wrinkles?|rhytids?)|lateral canthal lines?|rhytids|rhytides|wrinkles|cosmetic|aesthetic|self[- ]pay)\b",
+    re.IGNORECASE,
+)
+_THERAPEUTIC = {"cervical_dystonia", "blepharospasm", "hemifacial_spasm", "oromandibular_dystonia", "chronic_migraine",
+                "hyperhidrosis", "spasmodic_dysphonia", "sialorrhea", "stroke", "hemiplegia", "cerebral_palsy",
+                "multiple_sclerosis", "spasticity", "overactive_bladder", "neurogenic_bladder", "achalasia", "anal_fissure",
+                "strabismus", "esotropia", "exotropia", "focal_dystonia", "writers_cramp", "torsion_dystonia", "dystonia"}
+
+
+def _cosmetic(note: _Note, f: Facts) -> None:
+    """Cosmetic use (glabellar lines, crow's feet …) with no therapeutic indication, or a cosmetic-only product."""
+    therapeutic = any(d.concept in _THERAPEUTIC for d in f.diagnoses)
+    named_cosmetic = f.product is not None and lexicons.products()[f.product]["cosmetic_only"] == "1"
+    if therapeutic:
+        return
+    if named_cosmetic or (f.injections and _COSMETIC.search(note.text)):
+        f.cosmetic = True
+
+
+def _listed_codes(note: _Note, f: Facts) -> None:
+    text = note.text
+    for a in note.labels("CODE"):
+        units = 1
+        if a.get("units_text"):
+            units = int(to_number(a["units_text"]) or 1)
+        else:
+            tail = re.match(r"\s*(?:x|×|times|\*)\s*(\w+)", text[a["end"]: a["end"] + 14], re.I)
+            if tail and to_number(tail.group(1)):
+                units = int(to_number(tail.group(1)) or 1)
+        kind = a["kind"]
+        if kind == "procedure":
+            code = a["code"]
+            if not (code[0].isalpha() or code.startswith(("6", "9", "4", "5", "2", "3", "7"))):
+                continue
+            # a bare 5-digit number is a code only in a codes section or next to other codes/"CPT"
+            ctx_text = text[max(0, a["start"] - 40): a["start"]]
+            if a["ctx"]["section"] != "codes" and not re.search(r"cpt|code|hcpcs|billing|charge", ctx_text, re.I):
+                continue
+        elif a["ctx"]["section"] not in ("diagnosis", "assessment_plan", "codes") and not re.search(
+                r"icd|dx|diagnos", text[max(0, a["start"] - 60): a["start"]], re.I):
+            continue
+        f.listed_codes.append(ListedCode(a["code"], kind, a.get("modifier"), units, _ev(text, a)))
+
+
+def _date(note: _Note, f: Facts) -> None:
+    for a in note.labels("DATE"):
+        d = _parse_date(a["value"])
+        if d is not None and 1990 <= d.year <= 2100:
+            f.date_of_service = d
+            f.date_evidence = _ev(note.text, a)
+            return

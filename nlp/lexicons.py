@@ -1,0 +1,182 @@
+"""Lexicons compiled once from the tables: muscles, nerves, products, agents, guidance, diagnoses.
+
+Phrase lists are compiled into trie-shaped regular expressions, so one pass over a note finds the
+longest alias at each position whatever the lexicon size.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nlp.loaders import compiled, split, table
+
+
+def trie_regex(phrases: Iterable[str]) -> str:
+    """A regular expression matching any of ``phrases``, longest first, built as a trie."""
+    trie: dict = {}
+    for p in phrases:
+        node = trie
+        for ch in p:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def build(node: dict) -> str:
+        alts = []
+        end = "" in node
+        for ch in sorted(k for k in node if k):
+            alts.append(re.escape(ch) + build(node[ch]))
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if end else body
+
+    return build(trie)
+
+
+_LB = r"(?<![A-Za-z0-9])"
+_RB = r"(?![A-Za-z0-9])"
+
+
+@dataclass(frozen=True, slots=True)
+class Muscle:
+    muscle_id: str
+    name: str
+    region: str
+    counts_as: str
+    members: tuple[str, ...]
+    is_group: bool
+    source_id: str
+
+    @property
+    def count_ids(self) -> tuple[str, ...]:
+        """Muscle ids this mention counts as (heads fold into their muscle; compounds expand)."""
+        if self.members:
+            return tuple(self.members)
+        return (self.counts_as or self.muscle_id,)
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """A compiled phrase lexicon: case-insensitive aliases and case-sensitive abbreviations."""
+
+    aliases: re.Pattern[str]
+    abbreviations: re.Pattern[str] | None
+    by_alias: dict[str, list[str]]
+    by_abbrev: dict[str, list[str]]
+
+    def find(self, text: str) -> list[tuple[int, int, list[str]]]:
+        """(start, end, ids) for every non-overlapping match, longest first."""
+        hits: list[tuple[int, int, list[str]]] = []
+        for m in self.aliases.finditer(text):
+            ids = self.by_alias.get(m.group(0).lower())
+            if ids:
+                hits.append((m.start(), m.end(), ids))
+        if self.abbreviations is not None:
+            taken = [(s, e) for s, e, _ in hits]
+            for m in self.abbreviations.finditer(text):
+                if any(s < m.end() and m.start() < e for s, e in taken):
+                    continue
+                hits.append((m.start(), m.end(), self.by_abbrev[m.group(0)]))
+        hits.sort()
+        return hits
+
+
+def _compile(alias_map: dict[str, list[str]], abbrev_map: dict[str, list[str]]) -> Lexicon:
+    alias_re = re.compile(_LB + trie_regex(sorted(alias_map)) + r"s?" + _RB, re.IGNORECASE)
+    abbrev_re = re.compile(_LB + trie_regex(sorted(abbrev_map)) + _RB) if abbrev_map else None
+    # allow a plural "s" on aliases: map the plural to the same ids
+    full = dict(alias_map)
+    for a, ids in alias_map.items():
+        full.setdefault(a + "s", ids)
+    return Lexicon(alias_re, abbrev_re, full, abbrev_map)
+
+
+def _collect(rows: Iterable[dict], id_col: str, extra_aliases: Iterable[str] = ()) -> tuple[dict, dict]:
+    alias_map: dict[str, list[str]] = {}
+    abbrev_map: dict[str, list[str]] = {}
+    for row in rows:
+        names = split(row.get("aliases", ""))
+        if row.get("name") and not row.get("name", "").endswith(")"):
+            names.append(row["name"])
+        for col in extra_aliases:
+            names.extend(split(row.get(col, "")))
+        for a in names:
+            alias_map.setdefault(a.lower(), [])
+            if row[id_col] not in alias_map[a.lower()]:
+                alias_map[a.lower()].append(row[id_col])
+        for a in split(row.get("abbreviations", "")):
+            abbrev_map.setdefault(a, [])
+            if row[id_col] not in abbrev_map[a]:
+                abbrev_map[a].append(row[id_col])
+    return alias_map, abbrev_map
+
+
+@functools.cache
+def muscles() -> dict[str, Muscle]:
+    out = {}
+    for r in table("lexicon/muscles.csv"):
+        out[r["muscle_id"]] = Muscle(
+            muscle_id=r["muscle_id"], name=r["name"], region=r["region"], counts_as=r.get("counts_as", ""),
+            members=tuple(split(r.get("members", ""))), is_group=r.get("is_group", "0") == "1",
+            source_id=r["source_id"],
+        )
+    return out
+
+
+@functools.cache
+def muscle_lexicon() -> Lexicon:
+    return _compile(*_collect(table("lexicon/muscles.csv"), "muscle_id"))
+
+
+@functools.cache
+def nerves() -> dict[str, dict[str, str]]:
+    return {r["nerve_id"]: dict(r) for r in table("lexicon/nerves.csv")}
+
+
+@functools.cache
+def nerve_lexicon() -> Lexicon:
+    return _compile(*_collect(table("lexicon/nerves.csv"), "nerve_id"))
+
+
+@functools.cache
+def products() -> dict[str, dict[str, str]]:
+    return {r["product_id"]: dict(r) for r in table("lexicon/products.csv")}
+
+
+@functools.cache
+def product_lexicon() -> Lexicon:
+    alias_map, _ = _collect(table("lexicon/products.csv"), "product_id", extra_aliases=("brand", "generic"))
+    return _compile(alias_map, {})
+
+
+def _combined(name: str) -> tuple[re.Pattern[str], list[dict[str, str]]]:
+    rows = [dict(r) for _, r in compiled(name)]
+    body = "|".join(f"(?P<r{i}>{r['pattern']})" for i, r in enumerate(rows))
+    return re.compile(body, re.IGNORECASE), rows
+
+
+@functools.cache
+def agent_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
+    return _combined("lexicon/agents.csv")
+
+
+@functools.cache
+def guidance_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
+    return _combined("lexicon/guidance.csv")
+
+
+@functools.cache
+def diagnosis_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
+    return _combined("lexicon/diagnoses.csv")
+
+
+@functools.cache
+def context_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
+    """Context triggers, pseudo-triggers first so they win at the same position."""
+    rows = [dict(r) for _, r in compiled("patterns/context_rules.csv")]
+    rows.sort(key=lambda r: r["category"] != "PSEUDO")
+    body = "|".join(f"(?P<r{i}>{r['pattern']})" for i, r in enumerate(rows))
+    return re.compile(body, re.IGNORECASE), rows

@@ -1,0 +1,156 @@
+"""Cached, validated readers for the rule tables shipped in ``nlp/tables``.
+
+Every table is read once, lazily, through :mod:`importlib.resources`; a malformed row raises
+:class:`TableError` naming the file and line. Rows with ``valid_from``/``valid_to`` columns are
+answered "as of a date" with :func:`active`.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import io
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import date
+from importlib import resources
+from typing import Any
+
+Row = Mapping[str, str]
+
+
+class TableError(ValueError):
+    """A rule table is malformed."""
+
+
+def _files() -> Any:
+    return resources.files("nlp").joinpath("tables")
+
+
+def read_text(name: str) -> str:
+    """Text of one table file, by its path relative to ``nlp/tables``."""
+    return _files().joinpath(name).read_text(encoding="utf-8")
+
+
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "lexicon/muscles.csv": ("muscle_id", "name", "region", "aliases", "source_id"),
+    "lexicon/nerves.csv": ("nerve_id", "name", "aliases", "source_id"),
+    "codes/icd.csv": ("rule_id", "concept", "system", "code", "valid_from", "source_id"),
+    "rules/chemodenervation.csv": ("rule_id", "region", "code", "valid_from", "source_id"),
+}
+
+
+@functools.cache
+def table(name: str) -> tuple[Row, ...]:
+    """All rows of a CSV table; checks required columns and parses nothing else."""
+    text = read_text(name)
+    reader = csv.DictReader(io.StringIO(text))
+    rows: list[Row] = []
+    required = _REQUIRED.get(name, ())
+    for line_no, rec in enumerate(reader, start=2):
+        if None in rec or any(v is None for v in rec.values()):
+            raise TableError(f"{name}:{line_no}: wrong number of columns")
+        clean = {k.strip(): (v or "").strip() for k, v in rec.items()}
+        for col in required:
+            if not clean.get(col):
+                raise TableError(f"{name}:{line_no}: empty required column {col!r}")
+        for col in ("valid_from", "valid_to"):
+            if clean.get(col):
+                try:
+                    date.fromisoformat(clean[col])
+                except ValueError as exc:
+                    raise TableError(f"{name}:{line_no}: bad date in {col!r}: {clean[col]!r}") from exc
+        rows.append(clean)
+    return tuple(rows)
+
+
+def _d(value: str) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def is_active(row: Row, dos: date, options: Iterable[str] = ()) -> bool:
+    """True when ``row`` is in force on ``dos`` and its ``option`` column (if any) is satisfied."""
+    start, end = _d(row.get("valid_from", "")), _d(row.get("valid_to", ""))
+    if start and dos < start:
+        return False
+    if end and dos > end:
+        return False
+    opt = row.get("option", "")
+    if opt:
+        opts = set(options)
+        if opt.startswith("!"):
+            return opt[1:] not in opts
+        return opt in opts
+    return True
+
+
+def active(rows: Iterable[Row], dos: date, options: Iterable[str] = ()) -> list[Row]:
+    """Rows in force on ``dos`` under the given profile options."""
+    opts = tuple(options)
+    return [r for r in rows if is_active(r, dos, opts)]
+
+
+def split(value: str) -> list[str]:
+    """A pipe-separated cell as a list (empty cell → empty list)."""
+    return [v.strip() for v in value.split("|") if v.strip()] if value else []
+
+
+@functools.cache
+def compiled(name: str, column: str = "pattern", flags: int = re.IGNORECASE) -> tuple[tuple[re.Pattern[str], Row], ...]:
+    """Each row of a pattern table with its regular expression compiled once."""
+    out = []
+    for i, row in enumerate(table(name), start=2):
+        try:
+            out.append((re.compile(row[column], flags), row))
+        except re.error as exc:
+            raise TableError(f"{name}:{i}: bad pattern: {exc}") from exc
+    return tuple(out)
+
+
+@functools.cache
+def profile(name: str) -> dict[str, Any]:
+    """A payer profile: ``medicare``, ``commercial`` or ``BASE+option+option``."""
+    base, *extra = name.split("+")
+    try:
+        data = tomllib.loads(read_text(f"profiles/{base}.toml"))
+    except FileNotFoundError:
+        raise KeyError(f"unknown payer profile {base!r}; known: {', '.join(profile_names())}") from None
+    known = {r["option"] for r in table("profiles/options.csv")}
+    bad = [o for o in extra if o not in known]
+    if bad:
+        raise KeyError(f"unknown profile option(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    data = dict(data)
+    data["name"] = name
+    data["options"] = tuple(dict.fromkeys([*data.get("options", []), *extra]))
+    return data
+
+
+def profile_names() -> list[str]:
+    """Names of the shipped base profiles."""
+    return sorted(p.name[:-5] for p in _files().joinpath("profiles").iterdir() if p.name.endswith(".toml"))
+
+
+@functools.cache
+def tables_digest() -> str:
+    """SHA-256 over every shipped table, to tie artefacts and results to a rule version."""
+    h = hashlib.sha256()
+    stack = [_files()]
+    paths = []
+    while stack:
+        node = stack.pop()
+        for child in node.iterdir():
+            if child.is_dir():
+                stack.append(child)
+            elif child.name.endswith((".csv", ".toml", ".json", ".jsonl")):
+                paths.append(child)
+    for p in sorted(paths, key=lambda p: str(p)):
+        h.update(str(p.name).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def sources() -> dict[str, Row]:
+    """Source rows by id."""
+    return {r["source_id"]: r for r in table("sources.csv")}

@@ -1,0 +1,271 @@
+"""Chemodenervation, neurolysis and guidance lines from Facts, driven by ``rules/*.csv``.
+
+The only logic here: grouping injections by region and side, counting muscles per extremity, choosing
+the primary extremity, and applying each rule row's laterality mode. Codes, count bands, dates and
+options all come from the tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+from nlp.facts import Evidence, Facts, Injection
+from nlp.loaders import Row, active, split, table
+from nlp.mapping.model import Claim, ClaimLine
+
+EXTREMITY = {"upper_extremity": "upper", "lower_extremity": "lower"}
+GIRDLE = {"pectoralis_major", "latissimus_dorsi", "teres_major"}
+UNGUIDED_REGIONS = {"salivary", "axilla", "palm", "sole", "skin_other", "bladder", "anal_sphincter", "esophagus", "extraocular"}
+
+
+@functools.cache
+def cpt_descriptions() -> dict[str, str]:
+    return {r["code"]: r["summary_own_words"] for r in table("codes/cpt.csv")}
+
+
+@dataclass
+class _Group:
+    """Injections that share one rule: a region (or one extremity) with its sides and evidence."""
+
+    region: str
+    sides: set[str]
+    muscles: set[tuple[str, str | None]]
+    evidence: list[Evidence]
+    groups: set[str]
+    unsided: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.muscles)
+
+
+def _region_of(inj: Injection, options: tuple[str, ...]) -> str:
+    if inj.muscle_id in GIRDLE and "girdle_as_trunk" in options:
+        return "trunk"
+    return inj.region
+
+
+def _rules_for(region: str, dos: date, options: tuple[str, ...]) -> list[Row]:
+    return [r for r in active(table("rules/chemodenervation.csv"), dos, options) if r["region"] == region]
+
+
+def _band(rows: list[Row], role: str, count: int) -> Row | None:
+    for r in rows:
+        if r["role"] != role:
+            continue
+        lo = int(r["muscles_min"] or 1)
+        hi = int(r["muscles_max"]) if r["muscles_max"] else math.inf
+        if lo <= count <= hi:
+            return r
+    return None
+
+
+def _line(row: Row, units: int, modifiers: list[str], evidence: list[Evidence], reason: str, kind: str = "procedure") -> ClaimLine:
+    return ClaimLine(
+        system="CPT", code=row["code"], units=units, modifiers=modifiers,
+        description=cpt_descriptions().get(row["code"], ""), rule=row["rule_id"], reason=reason,
+        evidence=list(evidence), kind=kind,
+    )
+
+
+def _sided(row: Row, sides: set[str], evidence: list[Evidence], what: str, options: tuple[str, ...],
+           claim: Claim, names: list[str]) -> list[ClaimLine]:
+    """Lines for a per-side code under C3: both sides → -50 (or RT + LT lines), one side → RT/LT."""
+    base = f"{what}: {row['reason']}"
+    if {"L", "R"} <= sides:
+        if "rt_lt_lines" in options:
+            return [_line(row, 1, ["RT"], evidence, base + "; right side"), _line(row, 1, ["LT"], evidence, base + "; left side")]
+        return [_line(row, 1, ["50"], evidence, base + "; both sides injected, reported once with -50")]
+    if sides == {"R"}:
+        return [_line(row, 1, ["RT"], evidence, base + "; right side only")]
+    if sides == {"L"}:
+        return [_line(row, 1, ["LT"], evidence, base + "; left side only")]
+    claim.warn("LATERALITY_UNDOCUMENTED", names=", ".join(sorted(set(names))) or row["region"])
+    return [_line(row, 1, [], evidence, base + "; side not documented")]
+
+
+def _groups(facts: Facts, options: tuple[str, ...]) -> dict[str, _Group]:
+    out: dict[str, _Group] = {}
+    for inj in facts.injections:
+        region = _region_of(inj, options)
+        if facts.migraine_protocol and region in ("facial", "trigeminal", "neck", "trunk"):
+            region = "migraine"
+        g = out.setdefault(region, _Group(region, set(), set(), [], set(), []))
+        if inj.side in ("L", "R"):
+            g.sides.add(inj.side)
+        else:
+            g.unsided.append(inj.name)
+        for cid in inj.count_ids:
+            g.muscles.add((cid, inj.side if region in ("trunk",) else None))
+        g.evidence.append(inj.evidence)
+        if inj.is_group:
+            g.groups.add(inj.name.replace(" (group)", "").split(" (")[0])
+    return out
+
+
+def _extremities(facts: Facts, options: tuple[str, ...]) -> dict[tuple[str, str], _Group]:
+    """One group per limb per side: (upper|lower, L|R|?)."""
+    out: dict[tuple[str, str], _Group] = {}
+    for inj in facts.injections:
+        region = _region_of(inj, options)
+        if region not in EXTREMITY:
+            continue
+        key = (EXTREMITY[region], inj.side or "?")
+        g = out.setdefault(key, _Group(region, {inj.side} if inj.side else set(), set(), [], set(), []))
+        for cid in inj.count_ids:
+            g.muscles.add((cid, None))
+        g.evidence.append(inj.evidence)
+        if inj.is_group:
+            g.groups.add(inj.name.replace(" (group)", "").split(" (")[0])
+    return out
+
+
+_LIMB_NAME = {("upper", "L"): "left upper extremity", ("upper", "R"): "right upper extremity",
+              ("lower", "L"): "left lower extremity", ("lower", "R"): "right lower extremity",
+              ("upper", "?"): "upper extremity (side not documented)", ("lower", "?"): "lower extremity (side not documented)"}
+
+
+def chemodenervation_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) -> list[ClaimLine]:
+    """Procedure lines for the injected muscles and sites (C1, C3–C6, C12, C14)."""
+    lines: list[ClaimLine] = []
+    groups = _groups(facts, options)
+    ambiguous = sorted({n for g in groups.values() for n in g.groups})
+    if ambiguous:
+        claim.warn("MUSCLE_COUNT_AMBIGUOUS", names=", ".join(ambiguous))
+    girdle = sorted({i.name for i in facts.injections if i.muscle_id in GIRDLE})
+    if girdle and "girdle_as_trunk" not in options:
+        claim.warn("GIRDLE_MUSCLE_AS_EXTREMITY", names=", ".join(girdle))
+    if "migraine" in groups:
+        claim.warn("MIGRAINE_PROTOCOL")
+    # regions sharing one code in the era (64613 neck+larynx, 64614 limbs+trunk) are merged into one line
+    by_code: dict[str, tuple[Row, set[str], list[Evidence], list[str], list[str]]] = {}
+    extremity_done = False
+    per_site: dict[str, list] = {}
+    for region in sorted(groups):
+        g = groups[region]
+        rule_region = "extremity" if region in EXTREMITY else region
+        rows = _rules_for(rule_region, dos, options)
+        if not rows:
+            continue
+        if rule_region == "extremity" and any(r["role"] in ("primary", "addon") for r in rows):
+            if not extremity_done:
+                lines.extend(_extremity_lines(facts, rows, options))
+                extremity_done = True
+            continue
+        if any(r["role"] == "per_site" for r in rows):
+            row = next(r for r in rows if r["role"] == "per_site")
+            n = len({k for k in _extremities(facts, options) if EXTREMITY.get(region) == k[0]}) or 1
+            units, ev, _ = per_site.setdefault(row["code"], [0, [], row])
+            per_site[row["code"]][0] = units + n
+            ev.extend(g.evidence)
+            continue
+        row = _band(rows, "session", g.count if region != "trunk" else len(g.muscles)) or rows[0]
+        if row["code"] in ("64999", "53899"):
+            claim.warn("UNLISTED_CODE", site=region.replace("_", " "), code=row["code"])
+        entry = by_code.setdefault(row["code"], (row, set(), [], [], []))
+        entry[1].update(g.sides)
+        entry[2].extend(g.evidence)
+        entry[3].extend(g.unsided)
+        entry[4].append(region.replace("_", " "))
+    for code, (units, evidence, row) in per_site.items():
+        lines.append(_line(row, units, [], evidence, f"{row['reason']} ({units} site(s))"))
+    for code, (row, sides, evidence, unsided, regions) in by_code.items():
+        what = " and ".join(sorted(set(regions)))
+        if row["laterality"] == "sided":
+            lines.extend(_sided(row, sides, evidence, what, options, claim, unsided))
+        else:
+            n = len({m for r in regions for m in groups.get(r.replace(" ", "_"), _Group("", set(), set(), [], set(), [])).muscles})
+            extra = f" ({n} muscles)" if row["region"] == "trunk" else ""
+            lines.append(_line(row, 1, [], evidence, f"{what}: {row['reason']}{extra}"))
+    return lines
+
+
+def _extremity_lines(facts: Facts, rows: list[Row], options: tuple[str, ...]) -> list[ClaimLine]:
+    """C4: the extremity with most muscles is primary; each other extremity one add-on by its count."""
+    limbs = _extremities(facts, options)
+    order = sorted(limbs, key=lambda k: (-limbs[k].count, k[0] != "upper", k[1]))
+    lines: list[ClaimLine] = []
+    for i, key in enumerate(order[:4]):
+        g = limbs[key]
+        role = "primary" if i == 0 else "addon"
+        row = _band(rows, role, g.count)
+        if row is None:
+            continue
+        lines.append(_line(row, 1, [], g.evidence,
+                           f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}"))
+    return lines
+
+
+def neurolysis_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) -> list[ClaimLine]:
+    """C13: 64640, one unit per nerve per side, RT/LT."""
+    rows = [r for r in active(table("rules/chemodenervation.csv"), dos, options) if r["region"] == "nerve"]
+    if not rows or not facts.nerves:
+        return []
+    row = rows[0]
+    by_side: dict[str, list] = defaultdict(list)
+    for n in facts.nerves:
+        by_side[n.side or ""].append(n)
+    lines = []
+    for side in sorted(by_side, key=lambda s: {"R": 0, "L": 1, "": 2}[s]):
+        nerves = by_side[side]
+        mods = {"R": ["RT"], "L": ["LT"], "": []}[side]
+        names = ", ".join(n.name for n in nerves)
+        if not side:
+            claim.warn("NEUROLYSIS_SIDE_UNDOCUMENTED", names=names)
+        where = {"R": "right", "L": "left", "": "side not documented"}[side]
+        lines.append(_line(row, len(nerves), mods, [n.evidence for n in nerves],
+                           f"{names} ({where}): {row['reason']}", kind="neurolysis"))
+    return lines
+
+
+@functools.cache
+def _addon_primaries() -> dict[str, set[str]]:
+    return {r["addon"]: set(split(r["primaries"])) for r in table("rules/addons.csv")}
+
+
+def guidance_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim, procedures: list[ClaimLine]) -> list[ClaimLine]:
+    """C7/C8: one guidance unit per unit of chemodenervation it guides (or one per day by option)."""
+    methods = [m for m, _ in facts.guidance]
+    if not methods or not procedures:
+        return []
+    evidence = {m: [e for mm, e in facts.guidance if mm == m] for m in set(methods)}
+    rows = active(table("rules/guidance.csv"), dos, options)
+    lines: list[ClaimLine] = []
+    electro = [m for m in methods if m in ("emg", "estim")]
+    chosen = None
+    if electro:
+        counts = {m: electro.count(m) for m in set(electro)}
+        chosen = sorted(counts, key=lambda m: (-counts[m], electro.index(m)))[0]
+        if len(counts) > 1:
+            claim.warn("GUIDANCE_MULTIPLE", methods=", ".join(sorted(counts)), chosen=chosen)
+    if "ultrasound" in methods:
+        us = [r for r in rows if r["method"] == "ultrasound"]
+        if not us:
+            claim.warn("ULTRASOUND_NOT_BILLED")
+    for row in rows:
+        method = row["method"]
+        if method != chosen and not (method == "ultrasound" and "ultrasound" in methods):
+            continue
+        allowed = _addon_primaries().get(row["code"], set())
+        guided = [ln for ln in procedures if ln.code in allowed]
+        excluded = [ln for ln in procedures if ln.code not in allowed and ln.kind == "procedure"]
+        for ln in excluded:
+            if ln.code == "64617" and method in ("emg", "estim"):
+                claim.warn("GUIDANCE_INCLUDED", method=method.upper() if method == "emg" else "Stimulation", code="64617")
+        if not guided:
+            continue
+        if method == "ultrasound" or "guidance_per_session" in options:
+            units = 1
+        else:
+            units = sum(ln.units for ln in guided)
+        codes = ", ".join(f"{ln.code}{''.join('-' + m for m in ln.modifiers)}" for ln in guided)
+        lines.append(ClaimLine(
+            system="CPT", code=row["code"], units=units, modifiers=[],
+            description=cpt_descriptions().get(row["code"], ""), rule=row["rule_id"],
+            reason=f"{row['reason']}; guides {codes}", evidence=evidence.get(method, []), kind="guidance",
+        ))
+    return lines

@@ -1,0 +1,90 @@
+"""Small text helpers shared by the components: numbers, sides, segment lookup."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+
+NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "twenty-five": 25,
+    "thirty": 30, "thirty-five": 35, "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60,
+    "seventy": 70, "seventy-five": 75, "eighty": 80, "ninety": 90, "hundred": 100, "one hundred": 100,
+    "a hundred": 100, "two hundred": 200, "three hundred": 300, "four hundred": 400, "five hundred": 500,
+    "one hundred fifty": 150, "one hundred and fifty": 150, "one hundred fifty-five": 155,
+    "a single": 1, "single": 1, "a": 1, "an": 1, "both": 2, "twice": 2, "once": 1,
+}
+
+# a number written with digits (1,000 / 2.5 / .5) or as words
+NUM = (
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+|"
+    r"(?:one|two|three|four|five) hundred(?: and)?(?: (?:fifty(?:-five)?|twenty-five|seventy-five))?|"
+    r"twenty-five|thirty-five|forty-five|seventy-five|"
+    r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred)"
+)
+
+
+def to_number(text: str) -> float | None:
+    """Parse a number written as digits or words; None when it is not one."""
+    t = text.strip().lower().replace(",", "")
+    if not t:
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    t = re.sub(r"\s+", " ", t).replace(" and ", " ")
+    if t in NUMBER_WORDS:
+        return float(NUMBER_WORDS[t])
+    parts = t.split(" hundred")
+    if len(parts) == 2 and parts[0] in NUMBER_WORDS:
+        rest = parts[1].strip()
+        tail = NUMBER_WORDS.get(rest, 0) if rest else 0
+        return float(NUMBER_WORDS[parts[0]] * 100 + tail)
+    return None
+
+
+SIDE_WORDS = {
+    "left": "L", "lt": "L", "l": "L", "lft": "L", "left-sided": "L", "left sided": "L", "lue": "L", "lle": "L",
+    "right": "R", "rt": "R", "r": "R", "rght": "R", "right-sided": "R", "right sided": "R", "rue": "R", "rle": "R",
+    "bilateral": "B", "bilaterally": "B", "bilat": "B", "bil": "B", "b/l": "B", "both": "B", "b": "B",
+    "bilat.": "B", "bilateral-": "B", "both sides": "B", "each side": "B", "either side": "B",
+}
+
+
+def side_of(word: str) -> str | None:
+    """Map a side word (left, R, bilat, both …) to L, R or B."""
+    return SIDE_WORDS.get(word.strip().lower().rstrip(".:"))
+
+
+def merge_sides(a: str | None, b: str | None) -> str | None:
+    """Union of two sides (L + R → B)."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    return "B"
+
+
+class Segments:
+    """Sorted, non-overlapping (start, end) character ranges with fast lookup by offset."""
+
+    def __init__(self, ranges: Sequence[tuple[int, int]]):
+        self.ranges = list(ranges)
+        self.starts = [s for s, _ in self.ranges]
+
+    def index(self, offset: int) -> int:
+        """Index of the range containing ``offset`` (or the one before it); -1 when none."""
+        return bisect.bisect_right(self.starts, offset) - 1
+
+    def get(self, offset: int) -> tuple[int, int] | None:
+        i = self.index(offset)
+        if i < 0:
+            return None
+        return self.ranges[i]
+
+    def __len__(self) -> int:
+        return len(self.ranges)
