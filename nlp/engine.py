@@ -77,6 +77,7 @@ class NoteInput:
     id: Any = None
     date_of_service: str | date | None = None
     payer: str | None = None
+    error: tuple[str, str] | None = None  # (code, message) when the input record itself was unusable
 
 
 class Engine:
@@ -111,6 +112,9 @@ class Engine:
 
         def prepared_iter() -> Iterator[tuple[NoteInput, str | None, dict[str, Any] | None]]:
             for item in notes:
+                if item.error is not None:
+                    yield item, None, error_result(item.id, *item.error)
+                    continue
                 try:
                     text = decode_note(item.text)
                     parse_dos(item.date_of_service)

@@ -194,10 +194,6 @@ _BAD_SECTIONS = {"exam", "diagnosis", "codes"}
 _DX_SECTIONS = {"diagnosis", "assessment_plan"}
 
 
-def _attrs(span: Any) -> dict[str, Any]:
-    return span._.btx
-
-
 def _ev(text: str, a: dict[str, Any]) -> Evidence:
     return Evidence(a["start"], a["end"], text[a["start"]: a["end"]])
 
@@ -231,10 +227,8 @@ class _Note:
         self.segs = doc._.btx_segments
         self.by_label: dict[str, list[dict[str, Any]]] = {}
         self.by_seg: dict[int, list[dict[str, Any]]] = {}
-        for span in doc.spans["btx"]:
-            a = _attrs(span)
-            a["label"] = span.label_
-            self.by_label.setdefault(span.label_, []).append(a)
+        for a in doc._.btx_mentions or ():
+            self.by_label.setdefault(a["label"], []).append(a)
             self.by_seg.setdefault(a["ctx"]["segment"], []).append(a)
         for lst in self.by_label.values():
             lst.sort(key=lambda a: a["start"])

@@ -66,8 +66,7 @@ class ContextTagger:
         sections = doc._.btx_sections
         cats = doc._.btx_section_cats
         cache: dict[int, list[tuple[str, int, int, str, int, int]]] = {}
-        for span in doc.spans[self.spans_key]:
-            attrs = span._.btx
+        for attrs in doc._.btx_mentions or ():
             start = attrs["start"]
             i = segs.index(start)
             if i not in cache:

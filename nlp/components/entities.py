@@ -12,7 +12,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import ensure_extensions, make_span
+from nlp.components.base import add_mention, ensure_extensions
 
 # codes a note may list: CPT (5 digits), HCPCS (letter + 4 digits), ICD-10-CM, ICD-9-CM
 _CPT = re.compile(
@@ -34,14 +34,7 @@ _DOS = re.compile(
 
 
 def _add(doc: Doc, spans: list, start: int, end: int, label: str, attrs: dict) -> None:
-    span = make_span(doc, start, end, label)
-    if span is not None:
-        attrs = dict(attrs)
-        attrs.setdefault("start", start)
-        attrs.setdefault("end", end)
-        attrs["text"] = doc.text[start:end]
-        span._.btx = attrs
-        spans.append(span)
+    add_mention(doc, spans, start, end, label, attrs)
 
 
 def find_entities(doc: Doc) -> list:
@@ -93,6 +86,7 @@ class EntityTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
+        doc._.btx_mentions = []
         doc.spans[self.spans_key] = find_entities(doc)
         return doc
 

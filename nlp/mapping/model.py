@@ -72,12 +72,12 @@ class Claim:
     diagnoses: list[DiagnosisCode] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
 
-    def warn(self, code: str, **values: Any) -> None:
+    def warn(self, warning: str, **values: Any) -> None:
         """Add a catalogued warning (``rules/warnings.csv``), once per code and message."""
-        row = warning_catalog()[code]
+        row = warning_catalog()[warning]
         msg = row["message"].format(**values) if values else row["message"]
-        if not any(w.code == code and w.message == msg for w in self.warnings):
-            self.warnings.append(Warning_(code, row["id"], row["severity"], msg))
+        if not any(w.code == warning and w.message == msg for w in self.warnings):
+            self.warnings.append(Warning_(warning, row["id"], row["severity"], msg))
 
 
 @functools.cache
