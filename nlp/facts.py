@@ -39,6 +39,7 @@ class Injection:
     is_group: bool
     evidence: Evidence
     side_rule: str
+    guidance: str | None = None  # method that guided this injection (emg, estim, ultrasound, none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class Facts:
         return {
             "injections": [
                 {"muscle": i.muscle_id, "name": i.name, "region": i.region, "side": i.side, "units": i.units,
-                 "is_group": i.is_group, "evidence": ev(i.evidence)} for i in self.injections
+                 "is_group": i.is_group, "guidance": i.guidance, "evidence": ev(i.evidence)} for i in self.injections
             ],
             "nerve_blocks": [{"nerve": n.nerve_id, "side": n.side, "evidence": ev(n.evidence)} for n in self.nerves],
             "product": self.product,
@@ -171,7 +172,11 @@ _PERFORMED = re.compile(
     re.IGNORECASE,
 )
 _TODAY = re.compile(r"\btoday\b|\bthis (?:visit|session|procedure)\b", re.IGNORECASE)
-_LANDMARK = re.compile(r"^\s*(?:muscle\s+)?(?:tendon|origin|insertion|fascia|aponeurosis|attachment|border|belly of)", re.IGNORECASE)
+_LANDMARK = re.compile(
+    r"^\s*(?:muscle\s+)?(?:tendon|origin|insertion|fascia|aponeurosis|attachment|border|belly of|membrane|cartilage|"
+    r"ligament|notch|bone|reflex|jerk)",
+    re.IGNORECASE,
+)
 _CONNECT_BEFORE = re.compile(
     r"\s*(?:of\s+(?:[\w-]+\s+){0,3}?)?(?:(?:was|were|is|are|then)\s+)?(?:(?:injected|given|placed|administered|delivered|used|"
     r"divided|distributed|split)\s+)?(?:(?:each|evenly|equally)\s+)?(?:in|into|to|at|for|within|across|throughout|per)\s+"
@@ -186,6 +191,9 @@ _CONNECT_AFTER = re.compile(
     r"(?:approximately\s+|approx\.?\s+|about\s+|a total of\s+)?",
     re.IGNORECASE,
 )
+_ADMIN_AFTER = re.compile(r"^\s*(?:\([^)]*\)\s*)?(?:was|were|is|are)?\s*(?:administered|injected|given|used|delivered|divided|distributed)\b", re.IGNORECASE)
+_ADMIN_BEFORE = re.compile(r"\b(?:administered|injected|gave|given|used|received|total of)\s*(?:a\s+total\s+of\s+)?$", re.IGNORECASE)
+_INJECTED = re.compile(r"\binject|\badminist|\bgiven\b|\bplaced\b|\bdelivered\b", re.IGNORECASE)
 _DIVIDED = re.compile(r"\b(?:total|divided|split|combined|between)\b", re.IGNORECASE)
 _HAND = re.compile(r"\b(?P<s>right|left)[- ]hand(?:ed|-dominant| dominant)\b|\b(?P<s2>right|left)[- ]handed\b|\bdominant (?:hand|side) (?:is )?(?:the )?(?P<s3>right|left)\b|\bambidextrous\b", re.IGNORECASE)
 _CELL_SPLIT = re.compile(r"\s*\|\s*|\t+|\s{3,}")
@@ -227,6 +235,7 @@ class _Note:
         self.segs = doc._.btx_segments
         self.by_label: dict[str, list[dict[str, Any]]] = {}
         self.by_seg: dict[int, list[dict[str, Any]]] = {}
+        self.used_doses: set[int] = set()
         for a in doc._.btx_mentions or ():
             self.by_label.setdefault(a["label"], []).append(a)
             self.by_seg.setdefault(a["ctx"]["segment"], []).append(a)
@@ -293,7 +302,7 @@ def _side_headers(text: str) -> list[tuple[int, int, str]]:
 def _side_for(note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]]) -> tuple[str | None, str]:
     text = note.text
     seg_start = note.segs.ranges[m["ctx"]["segment"]][0] if m["ctx"]["segment"] >= 0 else 0
-    lo = max(seg_start, m["start"] - 32)
+    lo = max(seg_start, m["start"] - 60)
     if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"]:
         lo = max(lo, prev["end"])
     window = text[lo: m["start"]]
@@ -475,10 +484,13 @@ def _injections(note: _Note, f: Facts) -> None:
         units, dose_span = _dose_for(note, m, nxt, before_m, conc, used)
         if dose_span is not None:
             used.add(dose_span["start"])
+            note.used_doses.add(dose_span["start"])
         ids = m["ids"]
         if len(ids) > 1:  # ambiguous abbreviation (TA): prefer the region the rest of the note uses
             ids = sorted(ids, key=lambda i: muscles[i].region not in regions_in_note)
         mus = muscles[ids[0]]
+        if side is None and dose_span is not None and dose_span.get("per_side"):
+            side, side_rule = "B", "side-per-side-dose"
         sides = [side] if side in ("L", "R", None) else ["L", "R"]
         if side == "B" and units is not None and dose_span is not None and _DIVIDED.search(
                 text[max(0, dose_span["start"] - 25): dose_span["end"] + 25]):
@@ -583,15 +595,28 @@ def _amounts(note: _Note, f: Facts) -> None:
         seg = cue["ctx"]["segment"]
         after = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= d["start"] - cue["end"] <= 70]
         before = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= cue["start"] - d["end"] <= 3]
-        pick = after[0] if after else (before[-1] if before else None)
+        pick = before[-1] if before else (after[0] if after else None)
         if pick is not None:
-            gap = text[cue["end"]: pick["start"]]
-            if re.search(r"\b(?:sites?|injections?|points?|ml|cc|volume)\b", gap, re.IGNORECASE) and not re.search(
+            gap = text[cue["end"]: pick["start"]] if pick["start"] >= cue["end"] else ""
+            if re.search(r"\b(?:ml|cc|volume|vials?)\b", gap, re.IGNORECASE) and not re.search(
                     r"\b(?:units?|dose)\b", gap, re.IGNORECASE):
                 continue
             f.stated_total = float(pick["total_units"])
             f.administered_evidence = [_ev(text, pick)]
             break
+    if f.stated_total is None:
+        prods = [a for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None]
+        for d in allowed:
+            near = [p for p in prods if p["ctx"]["segment"] == d["ctx"]["segment"] and (
+                0 <= d["start"] - p["end"] <= 4 or 0 <= p["start"] - d["end"] <= 12)]
+            if not near:
+                continue
+            tail = text[d["end"]: d["end"] + 30]
+            head = text[max(0, min(d["start"], near[0]["start"]) - 30): min(d["start"], near[0]["start"])]
+            if _ADMIN_AFTER.match(tail) or _ADMIN_BEFORE.search(head):
+                f.stated_total = float(d["total_units"])
+                f.administered_evidence = [_ev(text, d)]
+                break
     doses = [i.units for i in f.injections if i.units is not None]
     if doses:
         f.sum_units = float(sum(doses))
@@ -608,10 +633,20 @@ def _amounts(note: _Note, f: Facts) -> None:
                 f.administered_units, f.administered_source = float(d["total_units"]), "product_dose"
                 f.administered_evidence = [_ev(text, d)]
                 break
+        else:
+            # doses given without a muscle in their sentence ("2.5 units in 0.1 mL was injected")
+            loose = [d for d in allowed if _INJECTED.search(note.seg_text(d["ctx"]["segment"]))
+                     and d["start"] not in note.used_doses]
+            if loose and f.injections:
+                f.administered_units = float(sum(d["total_units"] for d in loose))
+                f.administered_source = "unattributed_doses"
+                f.administered_evidence = [_ev(text, d) for d in loose]
     vials = [a for a in note.labels("VIAL") if not (a["ctx"]["negated"] or a["ctx"]["historical"])]
     if vials:
-        f.vial_units = float(vials[0]["units"])
-        f.vial_evidence = [_ev(text, vials[0])]
+        first_seg = vials[0]["ctx"]["segment"]
+        same = [v for v in vials if v["ctx"]["segment"] == first_seg]
+        f.vial_units = float(sum(v["units"] for v in same))
+        f.vial_evidence = [_ev(text, v) for v in same]
     wastes = [a for a in note.labels("WASTE") if _context_block(a["ctx"]) is None or a["ctx"]["section"] == "plan"]
     if wastes:
         f.discarded_units = float(wastes[0]["units"])
@@ -631,8 +666,26 @@ def _amounts(note: _Note, f: Facts) -> None:
         f.discarded_evidence = list(f.vial_evidence)
 
 
+_REGION_WORDS = (
+    (re.compile(r"\bneck\b|\bcervical\b|\bscm\b|torticollis", re.I), ("neck",)),
+    (re.compile(r"\beyes?\b|eyelids?|\blids?\b|periocular|\bfac(?:e|ial)\b|blephar|orbicularis", re.I), ("facial",)),
+    (re.compile(r"\barms?\b|upper (?:limb|extremit)|\b[rl]?ue\b|forearm|\bhand\b|elbow|wrist", re.I), ("upper_extremity",)),
+    (re.compile(r"\blegs?\b|lower (?:limb|extremit)|\b[rl]?le\b|calf|thigh|\bfoot\b|ankle|knee|hip", re.I), ("lower_extremity",)),
+    (re.compile(r"laryn|vocal|thyroarytenoid", re.I), ("larynx",)),
+    (re.compile(r"salivary|parotid|submandibular|glands?", re.I), ("salivary",)),
+    (re.compile(r"\btrunk\b|paraspinal|abdominal", re.I), ("trunk",)),
+)
+
+
 def _guidance(note: _Note, f: Facts) -> None:
+    """Guidance methods, and which injections each one guided.
+
+    A mention guides the injections in its own sentence; failing that, the regions it names ("EMG
+    for the neck"); failing that, the list it heads ("Neck - EMG guided:"); otherwise the session."""
     text = note.text
+    scoped: dict[int, list[str]] = {}
+    session: list[str] = []
+    inj_segs = [note.segs.index(i.evidence.start) for i in f.injections]
     for a in note.labels("GUIDANCE"):
         seg = a["ctx"]["segment"]
         neuro_only = (note.seg_has(seg, "NERVE") or any(
@@ -641,14 +694,60 @@ def _guidance(note: _Note, f: Facts) -> None:
         if neuro_only:
             continue
         ctx = a["ctx"]
-        if ctx["negated"] and not a["method"] == "none":
-            f.guidance_negated.append(a["method"])
+        method = a["method"]
+        if ctx["negated"] and method != "none":
+            f.guidance_negated.append(method)
+            method = "none"
+        elif _mention_block(note, a) or ctx["section"] == "history":
             continue
-        if _mention_block(note, a):
-            continue
-        if ctx["section"] in ("history",):
-            continue
-        f.guidance.append((a["method"], _ev(text, a)))
+        else:
+            if method != "none":
+                f.guidance.append((method, _ev(text, a)))
+        targets = [k for k, s in enumerate(inj_segs) if s == seg]
+        if not targets:
+            s0, e0 = note.segs.ranges[seg]
+            best = None
+            for rx, regions in _REGION_WORDS:
+                for m in rx.finditer(text, s0, e0):
+                    dist = abs(m.start() - a["start"])
+                    if best is None or dist < best[0]:
+                        best = (dist, regions)
+            if best is not None:
+                targets = [k for k, i in enumerate(f.injections) if i.region in best[1]]
+        if not targets:
+            line_end = text.find("\n", a["end"])
+            line = text[text.rfind("\n", 0, a["start"]) + 1: line_end if line_end >= 0 else len(text)]
+            if line.rstrip().endswith(":") and line_end >= 0:
+                block_end = text.find("\n\n", line_end)
+                block_end = block_end if block_end >= 0 else len(text)
+                nxt_head = re.compile(r"\n[^\n]{1,60}:[ \t]*\n").search(text, line_end)
+                if nxt_head and nxt_head.start() < block_end:
+                    block_end = nxt_head.start() + 1
+                targets = [k for k, i in enumerate(f.injections) if line_end <= i.evidence.start < block_end]
+        if targets:
+            for k in targets:
+                scoped.setdefault(k, []).append(method)
+        else:
+            session.append(method)
+    electro = [m for m in session if m in ("emg", "estim")]
+    default = None
+    if electro:
+        default = max(set(electro), key=lambda m: (electro.count(m), -electro.index(m)))
+    elif "ultrasound" in session:
+        default = "ultrasound"
+    elif session:
+        default = "none"
+    out = []
+    for k, inj in enumerate(f.injections):
+        methods = scoped.get(k)
+        if methods:
+            el = [m for m in methods if m in ("emg", "estim")]
+            chosen = el[0] if el else ("ultrasound" if "ultrasound" in methods else "none")
+        else:
+            chosen = default
+        out.append(Injection(inj.muscle_id, inj.name, inj.region, inj.side, inj.units, inj.count_ids, inj.is_group,
+                             inj.evidence, inj.side_rule, chosen))
+    f.injections = out
 
 
 _QUAL = {

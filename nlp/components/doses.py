@@ -27,31 +27,37 @@ CONC = re.compile(
     rf"|(?:reconstituted|diluted|mixed|dilution)\s+(?:\w+\s+){{0,4}}?(?:with|in|using|to|:)\s+(?P<v2>{NUM})\s*{_ML}",
     _I,
 )
+_BRANDS = (r"(?:botox|dysport|xeomin|myobloc|daxxify|onabotulinumtoxina|abobotulinumtoxina|incobotulinumtoxina|"
+           r"rimabotulinumtoxinb|daxibotulinumtoxina)")
 VIAL = re.compile(
-    rf"(?:(?P<count>{NUM}|a|an)\s*(?:x\s*|×\s*|\(\s*\d+\s*\)\s*)?)?(?P<size>{NUM})\s*-?\s*{_U}\s*-?\s*"
-    rf"(?:(?:single[- ](?:use|dose)|sdv|unit|botox|dysport|xeomin|myobloc|daxxify)\s+)?(?:vials?|bottles?)\b"
-    rf"|(?P<count2>{NUM})?\s*(?:vials?|bottles?)\s*(?:size\s*)?(?:of|:|=|x|@|containing|at)?\s*(?P<size2>{NUM})\s*-?\s*{_U}",
+    rf"(?:(?P<count>{NUM}|a|an)(?:[ \t]*[x×][ \t]*|[ \t]*\([ \t]*\d+[ \t]*\)[ \t]*|[ \t]+))?(?P<size>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*-?[ \t]*"
+    rf"(?:(?:single[- ](?:use|dose)|sdv|unit|{_BRANDS})[ \t]+)?(?:vials?|bottles?)\b(?:[ \t]*[x×][ \t]*(?P<count3>\d+)\b)?"
+    rf"|(?P<count2>{NUM})?[ \t]*(?:vials?|bottles?)[ \t]*(?:size[ \t]*)?(?:of|:|=|x|@|containing|at)?[ \t]*(?:{_BRANDS}[ \t]+)?"
+    rf"(?P<size2>{NUM})[ \t]*-?[ \t]*{_U}",
     _I,
 )
 WASTE = re.compile(
-    rf"(?P<n>{NUM})\s*-?\s*{_U}\s*(?:of\s+(?:\w+\s+){{0,3}}?)?(?:were\s+|was\s+|are\s+|is\s+)?"
-    rf"(?:discarded|wasted|waste|wastage|unused|not\s+used|not\s+administered|left\s+over|remaining\s+(?:were\s+|was\s+)?discarded)"
-    rf"|(?:waste|wastage|wasted|discarded|discard|drug\s+wasted|amount\s+wasted|amount\s+discarded|jw)\s*(?:amount|volume)?\s*"
-    rf"(?:[:=]|of|was|were|is)?\s*(?:approximately\s+)?(?P<n2>{NUM})\s*-?\s*{_U}"
-    rf"|(?:remaining|remainder\s+of|residual|leftover)\s+(?P<n3>{NUM})\s*-?\s*{_U}\s*(?:of\s+\w+\s+)?(?:were\s+|was\s+)?(?:discarded|wasted)",
+    rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*(?:of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?"
+    rf"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)"
+    rf"|(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
+    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})[ \t]*-?[ \t]*{_U}"
+    rf"|(?:remaining|remainder[ \t]+of|residual|leftover)[ \t]+(?P<n3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*(?:of[ \t]+\w+[ \t]+)?(?:were[ \t]+|was[ \t]+)?(?:discarded|wasted)"
+    rf"|(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\n\d]{{0,30}}?[(,]?[ \t]*(?P<n4>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*[),]?"
+    rf"[^.;\n\d]{{0,20}}?\b(?:discarded|wasted|disposed)"
+    rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
     _I,
 )
 NOWASTE = re.compile(
-    r"\bno\s+(?:drug\s+|product\s+|medication\s+|toxin\s+)?(?:waste|wastage)\b|\b(?:waste|wastage|discarded|wasted)\s*[:=]?\s*(?:none|0|zero|nil|n/a)\b"
-    r"|\b(?:0|zero|no)\s*(?:units?|u)?\s*(?:were\s+|was\s+)?(?:wasted|discarded)\b|\b(?:entire|whole|full|complete|all\s+of\s+the)\s+(?:\d+[- ]?(?:units?|u)\s+)?vials?\s+"
-    r"(?:\w+\s+){0,2}?(?:was\s+|were\s+)?(?:used|administered|injected|utilized)|\bnothing\s+(?:was\s+)?(?:wasted|discarded)\b"
-    r"|\bused\s+in\s+(?:its\s+)?entirety\b|\bnone\s+(?:was\s+|were\s+)?(?:wasted|discarded)\b|\bjz\b",
+    r"\bno[ \t]+(?:drug[ \t]+|product[ \t]+|medication[ \t]+|toxin[ \t]+)?(?:waste|wastage)\b|\b(?:waste|wastage|discarded|wasted)[ \t]*[:=]?[ \t]*(?:none|0|zero|nil|n/a)\b"
+    r"|\b(?:0|zero|no)[ \t]*(?:units?|u)?[ \t]*(?:were[ \t]+|was[ \t]+)?(?:wasted|discarded)\b|\b(?:entire|whole|full|complete|all[ \t]+of[ \t]+the)[ \t]+(?:\d+[- ]?(?:units?|u)[ \t]+)?vials?[ \t]+"
+    r"(?:\w+[ \t]+){0,2}?(?:was[ \t]+|were[ \t]+)?(?:used|administered|injected|utilized)|\bnothing[ \t]+(?:was[ \t]+)?(?:wasted|discarded)\b"
+    r"|\bused[ \t]+in[ \t]+(?:its[ \t]+)?entirety\b|\bnone[ \t]+(?:was[ \t]+|were[ \t]+)?(?:wasted|discarded)\b|\bjz\b",
     _I,
 )
 REMAINDER = re.compile(
-    r"\b(?:remainder|rest|remaining(?:\s+(?:drug|toxin|solution|amount|units?))?|residual|balance|unused\s+portion)"
-    r"(?:\s+of\s+(?:the\s+)?(?:vial|vials|drug|toxin|solution|botox|dysport|xeomin|myobloc|daxxify))?\s+"
-    r"(?:was\s+|were\s+)?(?:discarded|wasted)",
+    r"\b(?:remainder|rest|remaining(?:[ \t]+(?:drug|toxin|solution|amount|units?))?|residual|balance|unused[ \t]+portion)"
+    r"(?:[ \t]+of[ \t]+(?:the[ \t]+)?(?:vial|vials|drug|toxin|solution|botox|dysport|xeomin|myobloc|daxxify))?[ \t]+"
+    r"(?:was[ \t]+|were[ \t]+)?(?:discarded|wasted)",
     _I,
 )
 TOTAL = re.compile(r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b", _I)
@@ -85,7 +91,7 @@ def find_amounts(doc: Doc) -> list:
 
     for m in VIAL.finditer(text):
         size = _num(m, "size", "size2")
-        count = _num(m, "count", "count2") or 1.0
+        count = _num(m, "count", "count2", "count3") or 1.0
         if not size or size < 10:
             continue
         if count > 10:
@@ -95,7 +101,7 @@ def find_amounts(doc: Doc) -> list:
     for m in WASTE.finditer(text):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
-        n = _num(m, "n", "n2", "n3")
+        n = _num(m, "n", "n2", "n3", "n4", "n5")
         if n is None:
             continue
         label = "WASTE" if n > 0 else "NOWASTE"

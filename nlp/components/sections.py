@@ -36,15 +36,40 @@ def normalise_title(title: str) -> str:
     return re.sub(r"\s+", " ", t).strip()
 
 
+_KEYWORDS = (
+    ("codes", re.compile(r"\bcodes?\b|\bcpt\b|\bbilling\b")),
+    ("plan", re.compile(r"\bplan\b|recommendation|follow[- ]?up|disposition")),
+    ("diagnosis", re.compile(r"diagnos|indication|impression|assessment|reason for")),
+    ("history", re.compile(r"history|\bhpi\b|medications|allergies|prior (?:treatment|injection)|previous")),
+    ("exam", re.compile(r"exam|vital|findings on")),
+    ("procedure", re.compile(r"procedure|technique|injection|operation|operative|chemodenervation|treatment today")),
+)
+# sections that are usually one labelled paragraph: an inline header's section ends at a blank line
+_PARAGRAPH_SCOPED = {"exam", "diagnosis", "codes", "history", "plan", "other", "assessment_plan"}
+
+
+def _category(raw: str, norm: str) -> str | None:
+    cat = _titles().get(norm)
+    if cat is not None:
+        return cat
+    words = norm.split()
+    if not words or len(words) > 5 or not (raw.isupper() or raw.istitle() or raw[:1].isupper()):
+        return None
+    for name, rx in _KEYWORDS:
+        if rx.search(norm):
+            return name
+    return None
+
+
 def find_sections(text: str) -> list[tuple[int, int, str, str]]:
     """(start, end, category, title) for every recognised section, in order; text before the
-    first header is category ``none``."""
-    titles = _titles()
+    first header is category ``none``. A header with text on its own line ("Exam: MAS 2 …") labels
+    only its paragraph when the section is one that is usually a single paragraph."""
     heads: list[tuple[int, int, str, str]] = []
     for m in _HEADER.finditer(text):
         raw = m.group("title")
         norm = normalise_title(raw)
-        cat = titles.get(norm)
+        cat = _category(raw.strip(), norm)
         if cat is None:
             continue
         end_char = text[m.end() - 1] if m.end() > m.start() else ""
@@ -54,6 +79,12 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
             if not line.isupper():
                 continue
         heads.append((m.start("title"), m.end(), cat, norm))
+        inline = text[m.end(): text.find("\n", m.end()) if "\n" in text[m.end():] else len(text)].strip()
+        if inline and cat in _PARAGRAPH_SCOPED:
+            brk = re.compile(r"\n[ \t]*\n").search(text, m.end())
+            if brk is not None:
+                heads.append((brk.end(), brk.end(), "none", ""))
+    heads.sort(key=lambda h: h[0])
     out: list[tuple[int, int, str, str]] = []
     prev_end, prev_cat, prev_title = 0, "none", ""
     for start, body_start, cat, title in heads:

@@ -22,6 +22,7 @@ class ClaimLine:
     evidence: list[Evidence] = field(default_factory=list)
     confidence: float | None = None
     kind: str = "procedure"  # procedure | guidance | drug | neurolysis
+    sources: list[Any] = field(default_factory=list)  # the Injection facts behind a procedure line
 
     @property
     def key(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from nlp.facts import Evidence, Facts, Injection
@@ -37,6 +37,7 @@ class _Group:
     evidence: list[Evidence]
     groups: set[str]
     unsided: list[str]
+    injections: list[Injection] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -64,28 +65,32 @@ def _band(rows: list[Row], role: str, count: int) -> Row | None:
     return None
 
 
-def _line(row: Row, units: int, modifiers: list[str], evidence: list[Evidence], reason: str, kind: str = "procedure") -> ClaimLine:
+def _line(row: Row, units: int, modifiers: list[str], evidence: list[Evidence], reason: str, kind: str = "procedure",
+          sources: list[Injection] | None = None) -> ClaimLine:
     return ClaimLine(
         system="CPT", code=row["code"], units=units, modifiers=modifiers,
         description=cpt_descriptions().get(row["code"], ""), rule=row["rule_id"], reason=reason,
-        evidence=list(evidence), kind=kind,
+        evidence=list(evidence), kind=kind, sources=list(sources or []),
     )
 
 
 def _sided(row: Row, sides: set[str], evidence: list[Evidence], what: str, options: tuple[str, ...],
-           claim: Claim, names: list[str]) -> list[ClaimLine]:
+           claim: Claim, names: list[str], sources: list[Injection]) -> list[ClaimLine]:
     """Lines for a per-side code under C3: both sides → -50 (or RT + LT lines), one side → RT/LT."""
     base = f"{what}: {row['reason']}"
     if {"L", "R"} <= sides:
         if "rt_lt_lines" in options:
-            return [_line(row, 1, ["RT"], evidence, base + "; right side"), _line(row, 1, ["LT"], evidence, base + "; left side")]
-        return [_line(row, 1, ["50"], evidence, base + "; both sides injected, reported once with -50")]
+            right = [i for i in sources if i.side != "L"]
+            left = [i for i in sources if i.side != "R"]
+            return [_line(row, 1, ["RT"], [i.evidence for i in right], base + "; right side", sources=right),
+                    _line(row, 1, ["LT"], [i.evidence for i in left], base + "; left side", sources=left)]
+        return [_line(row, 1, ["50"], evidence, base + "; both sides injected, reported once with -50", sources=sources)]
     if sides == {"R"}:
-        return [_line(row, 1, ["RT"], evidence, base + "; right side only")]
+        return [_line(row, 1, ["RT"], evidence, base + "; right side only", sources=sources)]
     if sides == {"L"}:
-        return [_line(row, 1, ["LT"], evidence, base + "; left side only")]
+        return [_line(row, 1, ["LT"], evidence, base + "; left side only", sources=sources)]
     claim.warn("LATERALITY_UNDOCUMENTED", names=", ".join(sorted(set(names))) or row["region"])
-    return [_line(row, 1, [], evidence, base + "; side not documented")]
+    return [_line(row, 1, [], evidence, base + "; side not documented", sources=sources)]
 
 
 def _groups(facts: Facts, options: tuple[str, ...]) -> dict[str, _Group]:
@@ -102,6 +107,7 @@ def _groups(facts: Facts, options: tuple[str, ...]) -> dict[str, _Group]:
         for cid in inj.count_ids:
             g.muscles.add((cid, inj.side if region in ("trunk",) else None))
         g.evidence.append(inj.evidence)
+        g.injections.append(inj)
         if inj.is_group:
             g.groups.add(inj.name.replace(" (group)", "").split(" (")[0])
     return out
@@ -119,6 +125,7 @@ def _extremities(facts: Facts, options: tuple[str, ...]) -> dict[tuple[str, str]
         for cid in inj.count_ids:
             g.muscles.add((cid, None))
         g.evidence.append(inj.evidence)
+        g.injections.append(inj)
         if inj.is_group:
             g.groups.add(inj.name.replace(" (group)", "").split(" (")[0])
     return out
@@ -142,7 +149,7 @@ def chemodenervation_lines(facts: Facts, dos: date, options: tuple[str, ...], cl
     if "migraine" in groups:
         claim.warn("MIGRAINE_PROTOCOL")
     # regions sharing one code in the era (64613 neck+larynx, 64614 limbs+trunk) are merged into one line
-    by_code: dict[str, tuple[Row, set[str], list[Evidence], list[str], list[str]]] = {}
+    by_code: dict[str, tuple[Row, set[str], list[Evidence], list[str], list[str], list[Injection]]] = {}
     extremity_done = False
     per_site: dict[str, list] = {}
     for region in sorted(groups):
@@ -159,28 +166,30 @@ def chemodenervation_lines(facts: Facts, dos: date, options: tuple[str, ...], cl
         if any(r["role"] == "per_site" for r in rows):
             row = next(r for r in rows if r["role"] == "per_site")
             n = len({k for k in _extremities(facts, options) if EXTREMITY.get(region) == k[0]}) or 1
-            units, ev, _ = per_site.setdefault(row["code"], [0, [], row])
+            units, ev, _, src = per_site.setdefault(row["code"], [0, [], row, []])
             per_site[row["code"]][0] = units + n
             ev.extend(g.evidence)
+            src.extend(g.injections)
             continue
         row = _band(rows, "session", g.count if region != "trunk" else len(g.muscles)) or rows[0]
         if row["code"] in ("64999", "53899"):
             claim.warn("UNLISTED_CODE", site=region.replace("_", " "), code=row["code"])
-        entry = by_code.setdefault(row["code"], (row, set(), [], [], []))
+        entry = by_code.setdefault(row["code"], (row, set(), [], [], [], []))
         entry[1].update(g.sides)
         entry[2].extend(g.evidence)
         entry[3].extend(g.unsided)
         entry[4].append(region.replace("_", " "))
-    for code, (units, evidence, row) in per_site.items():
-        lines.append(_line(row, units, [], evidence, f"{row['reason']} ({units} site(s))"))
-    for code, (row, sides, evidence, unsided, regions) in by_code.items():
+        entry[5].extend(g.injections)
+    for _code, (units, evidence, row, src) in per_site.items():
+        lines.append(_line(row, units, [], evidence, f"{row['reason']} ({units} site(s))", sources=src))
+    for _code, (row, sides, evidence, unsided, regions, src) in by_code.items():
         what = " and ".join(sorted(set(regions)))
         if row["laterality"] == "sided":
-            lines.extend(_sided(row, sides, evidence, what, options, claim, unsided))
+            lines.extend(_sided(row, sides, evidence, what, options, claim, unsided, src))
         else:
             n = len({m for r in regions for m in groups.get(r.replace(" ", "_"), _Group("", set(), set(), [], set(), [])).muscles})
             extra = f" ({n} muscles)" if row["region"] == "trunk" else ""
-            lines.append(_line(row, 1, [], evidence, f"{what}: {row['reason']}{extra}"))
+            lines.append(_line(row, 1, [], evidence, f"{what}: {row['reason']}{extra}", sources=src))
     return lines
 
 
@@ -196,7 +205,7 @@ def _extremity_lines(facts: Facts, rows: list[Row], options: tuple[str, ...]) ->
         if row is None:
             continue
         lines.append(_line(row, 1, [], g.evidence,
-                           f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}"))
+                           f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}", sources=g.injections))
     return lines
 
 
@@ -227,45 +236,61 @@ def _addon_primaries() -> dict[str, set[str]]:
     return {r["addon"]: set(split(r["primaries"])) for r in table("rules/addons.csv")}
 
 
+def line_method(line: ClaimLine) -> str | None:
+    """The guidance method of a procedure line: needle EMG or stimulation if any of its injections had it."""
+    methods = [i.guidance for i in line.sources if i.guidance]
+    electro = [m for m in methods if m in ("emg", "estim")]
+    if electro:
+        return max(set(electro), key=lambda m: (electro.count(m), -electro.index(m)))
+    if "ultrasound" in methods:
+        return "ultrasound"
+    return None
+
+
 def guidance_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim, procedures: list[ClaimLine]) -> list[ClaimLine]:
     """C7/C8: one guidance unit per unit of chemodenervation it guides (or one per day by option)."""
-    methods = [m for m, _ in facts.guidance]
-    if not methods or not procedures:
+    if not procedures:
         return []
-    evidence = {m: [e for mm, e in facts.guidance if mm == m] for m in set(methods)}
-    rows = active(table("rules/guidance.csv"), dos, options)
+    rows = {r["method"]: r for r in active(table("rules/guidance.csv"), dos, options)}
+    per_method: dict[str, list[ClaimLine]] = defaultdict(list)
+    ultrasound: list[ClaimLine] = []
+    for ln in procedures:
+        m = line_method(ln)
+        if any(i.guidance == "ultrasound" for i in ln.sources):
+            ultrasound.append(ln)
+        if m in ("emg", "estim"):
+            per_method[m].append(ln)
+    if len(per_method) > 1:
+        claim.warn("GUIDANCE_MULTIPLE", methods=", ".join(sorted(per_method)), chosen="each line's own method")
+    evidence = {m: [e for mm, e in facts.guidance if mm == m] for m in ("emg", "estim", "ultrasound")}
     lines: list[ClaimLine] = []
-    electro = [m for m in methods if m in ("emg", "estim")]
-    chosen = None
-    if electro:
-        counts = {m: electro.count(m) for m in set(electro)}
-        chosen = sorted(counts, key=lambda m: (-counts[m], electro.index(m)))[0]
-        if len(counts) > 1:
-            claim.warn("GUIDANCE_MULTIPLE", methods=", ".join(sorted(counts)), chosen=chosen)
-    if "ultrasound" in methods:
-        us = [r for r in rows if r["method"] == "ultrasound"]
-        if not us:
-            claim.warn("ULTRASOUND_NOT_BILLED")
-    for row in rows:
-        method = row["method"]
-        if method != chosen and not (method == "ultrasound" and "ultrasound" in methods):
+    for method, guided_all in sorted(per_method.items()):
+        row = rows.get(method)
+        if row is None:
             continue
         allowed = _addon_primaries().get(row["code"], set())
-        guided = [ln for ln in procedures if ln.code in allowed]
-        excluded = [ln for ln in procedures if ln.code not in allowed and ln.kind == "procedure"]
-        for ln in excluded:
-            if ln.code == "64617" and method in ("emg", "estim"):
-                claim.warn("GUIDANCE_INCLUDED", method=method.upper() if method == "emg" else "Stimulation", code="64617")
+        for ln in guided_all:
+            if ln.code not in allowed and ln.code == "64617":
+                claim.warn("GUIDANCE_INCLUDED", method="Needle-EMG" if method == "emg" else "Stimulation", code="64617")
+        guided = [ln for ln in guided_all if ln.code in allowed]
         if not guided:
             continue
-        if method == "ultrasound" or "guidance_per_session" in options:
-            units = 1
-        else:
-            units = sum(ln.units for ln in guided)
+        units = 1 if "guidance_per_session" in options else sum(ln.units for ln in guided)
         codes = ", ".join(f"{ln.code}{''.join('-' + m for m in ln.modifiers)}" for ln in guided)
         lines.append(ClaimLine(
             system="CPT", code=row["code"], units=units, modifiers=[],
             description=cpt_descriptions().get(row["code"], ""), rule=row["rule_id"],
             reason=f"{row['reason']}; guides {codes}", evidence=evidence.get(method, []), kind="guidance",
         ))
+    if ultrasound:
+        row = rows.get("ultrasound")
+        allowed = _addon_primaries().get(row["code"], set()) if row else set()
+        guided = [ln for ln in ultrasound if ln.code in allowed]
+        if row is None or not guided:
+            claim.warn("ULTRASOUND_NOT_BILLED")
+        else:
+            lines.append(ClaimLine(
+                system="CPT", code=row["code"], units=1, modifiers=[], description=cpt_descriptions().get(row["code"], ""),
+                rule=row["rule_id"], reason=row["reason"], evidence=evidence["ultrasound"], kind="guidance",
+            ))
     return lines
