@@ -537,17 +537,18 @@ def _limb(region: str) -> str:
 
 
 def _block_cues(note: _Note) -> dict[int, bool]:
-    """Segments that sit in a list or table under a line announcing injections."""
+    """Segments in a list or table under a line announcing injections (until a blank line or header)."""
     text = note.text
+    sections = note.doc._.btx_sections
     out: dict[int, bool] = {}
     active = False
     for i, (s, e) in enumerate(note.segs.ranges):
         seg = text[s:e]
-        stripped = seg.strip()
-        blank_before = text[max(0, s - 2): s].count("\n") >= 2 or "\n\n" in text[max(0, s - 3): s + 1]
-        if blank_before and not re.match(r"^[-*•\d|]", stripped):
+        blank_before = "\n\n" in text[max(0, s - 4): s + 1] or "\n \n" in text[max(0, s - 5): s + 1]
+        new_section = sections.ranges[sections.index(s)][0] == s if sections.index(s) >= 0 else False
+        if blank_before or new_section:
             active = False
-        if _INJECT_CUE.search(seg) and (stripped.endswith(":") or re.search(r"muscles?|sites?|units|dose", seg, re.I)):
+        if _INJECT_CUE.search(seg):
             active = True
         out[i] = active
     return out

@@ -22,7 +22,7 @@ _HEADER = re.compile(
     re.MULTILINE,
 )
 _ABBREV = re.compile(r"(?:\b(?:dr|mr|mrs|ms|st|approx|vs|e\.g|i\.e|no|inc|pt|fig|etc)|\b[A-Z])\.$", re.IGNORECASE)
-_BREAK = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=\S)|(?<=\.),|\n")
+_BREAK = re.compile(r"(?<=[A-Za-z0-9)\]%][.!?])[\"')\]]?\s+(?=\S)|(?<=[A-Za-z0-9)]\.),|\n")
 
 
 @functools.cache
