@@ -8,7 +8,7 @@ note lists and the date of service.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -286,9 +286,29 @@ def _mention_block(note: _Note, a: dict[str, Any]) -> str | None:
 # ----------------------------------------------------------------------------------------------
 # sides
 
+_EYE_HEADER = re.compile(r"(?m)^[ \t\-*•>]*(?P<h>OD|OS|OU|OD\s*/\s*OS|OS\s*/\s*OD)\b[^\n]{0,30}?:")
+_COLON_LINE = re.compile(r"(?m)^[^\n]{0,160}:[ \t]*$")
+_EYE_SIDE = {"OD": "R", "OS": "L", "OU": "B"}
+
+
 def _side_headers(text: str) -> list[tuple[int, int, str]]:
-    """(start, block_end, side) for line-start side headers ("Right:", "LUE -")."""
+    """(start, block_end, side) for side headers: line-start "Right:", "LUE -", "OD:", or a line ending in
+    ":" that names a side ("… on the right side:", "R forearm:")."""
     out = []
+    for m in _EYE_HEADER.finditer(text):
+        h = re.sub(r"\s", "", m.group("h"))
+        side = _EYE_SIDE.get(h, "B")
+        nxt = text.find("\n\n", m.end())
+        out.append((m.start(), nxt if nxt >= 0 else len(text), side))
+    for m in _COLON_LINE.finditer(text):
+        toks = [t for t in _SIDE_TOKEN.finditer(m.group(0)) if t.group("word") or t.group("letter")]
+        if not toks:
+            continue
+        side = side_of(toks[-1].group(0))
+        if side is None:
+            continue
+        nxt = text.find("\n\n", m.end())
+        out.append((m.end(), nxt if nxt >= 0 else len(text), side))
     for m in _SIDE_HEADER.finditer(text):
         h = m.group("h").lower()
         side = side_of(h.split()[0]) if h[:3] not in ("rue", "lue", "rle", "lle", "rul", "lul") else h[0].upper()
@@ -296,6 +316,7 @@ def _side_headers(text: str) -> list[tuple[int, int, str]]:
             continue
         nxt = text.find("\n\n", m.end())
         out.append((m.start(), nxt if nxt >= 0 else len(text), side))
+    out.sort()
     return out
 
 
@@ -404,6 +425,7 @@ def facts_from_doc(doc: Doc) -> Facts:
     _amounts(note, f)
     _guidance(note, f)
     _diagnoses(note, f)
+    _fill_sides(f, _region_side_hints(note, f))
     _listed_codes(note, f)
     _date(note, f)
     _cosmetic(note, f)
@@ -508,17 +530,63 @@ def _injections(note: _Note, f: Facts) -> None:
                 continue
             seen[key] = len(f.injections)
             f.injections.append(inj)
-    _fill_sides(f)
 
 
-def _fill_sides(f: Facts) -> None:
-    """A mention without a side takes the side its region has elsewhere in the note, and is dropped
-    when the same muscle is already listed with a side (a summary line repeating the detail)."""
+_REGION_SIDE = re.compile(
+    r"(?<![A-Za-z])(?P<s>left|right|bilateral|both|lt|rt|L|R)\b[\s-]*(?:sided\s+|side\s+of\s+(?:the\s+)?)?(?:\w+\s+){0,2}?"
+    r"(?P<r>hemi-?face|face|facial|eyes?|eyelids?|lids?|neck|cervical|arm|upper (?:extremity|limb)|forearm|hand|wrist|elbow|"
+    r"leg|lower (?:extremity|limb)|calf|foot|ankle|knee|thigh|hip|vocal (?:fold|cord)s?|thyroarytenoids?|axillae?|parotids?)\b",
+    re.IGNORECASE,
+)
+_REGION_OF_WORD = {"face": "facial", "hemiface": "facial", "hemi-face": "facial", "facial": "facial", "eye": "facial",
+                   "eyes": "facial", "eyelid": "facial", "eyelids": "facial", "lid": "facial", "lids": "facial",
+                   "neck": "neck", "cervical": "neck", "vocal": "larynx", "thyroarytenoid": "larynx",
+                   "thyroarytenoids": "larynx", "axilla": "axilla", "axillae": "axilla", "parotid": "salivary",
+                   "parotids": "salivary"}
+
+
+def _region_side_hints(note: _Note, f: Facts) -> dict[str, set[str]]:
+    """Sides a note gives a whole region ("right face", "L hemifacial spasm", "left hemiparesis")."""
+    hints: dict[str, set[str]] = {}
+    for m in _REGION_SIDE.finditer(note.text):
+        seg = note.segs.index(m.start())
+        j = note.doc._.btx_sections.index(m.start())
+        cat = note.doc._.btx_section_cats[j] if j >= 0 else "none"
+        if cat == "history":
+            continue
+        side = side_of(m.group("s"))
+        word = m.group("r").lower().split()[0]
+        region = _REGION_OF_WORD.get(word)
+        if region is None:
+            region = "upper_extremity" if word in ("arm", "upper", "forearm", "hand", "wrist", "elbow") else "lower_extremity"
+        if side:
+            hints.setdefault(region, set()).add(side)
+        del seg
+    for d in f.diagnoses:
+        q = dict(d.qualifiers)
+        if q.get("side") in ("L", "R", "B"):
+            if d.concept == "hemifacial_spasm":
+                hints.setdefault("facial", set()).add(q["side"])
+            elif d.concept in ("hemiplegia",):
+                for r in ("upper_extremity", "lower_extremity"):
+                    hints.setdefault(r, set()).add(q["side"])
+            elif d.concept in ("writers_cramp", "focal_dystonia"):
+                hints.setdefault("upper_extremity", set()).add(q["side"])
+    return hints
+
+
+def _fill_sides(f: Facts, hints: dict[str, set[str]] | None = None) -> None:
+    """A mention without a side takes the side its region has elsewhere in the note (or that the note
+    gives the region as a whole), and is dropped when the same muscle is already listed with a side (a
+    summary line repeating the detail)."""
     sided = {(i.muscle_id) for i in f.injections if i.side}
     region_sides: dict[str, set[str]] = {}
     for i in f.injections:
         if i.side:
             region_sides.setdefault(_limb(i.region), set()).add(i.side)
+    for region, sides in (hints or {}).items():
+        if region not in region_sides and len(sides) == 1 and "B" not in sides:
+            region_sides[region] = set(sides)
     out = []
     for i in f.injections:
         if i.side is None:
@@ -526,8 +594,7 @@ def _fill_sides(f: Facts) -> None:
                 continue
             sides = region_sides.get(_limb(i.region), set())
             if len(sides) == 1:
-                i = Injection(i.muscle_id, i.name, i.region, next(iter(sides)), i.units, i.count_ids, i.is_group,
-                              i.evidence, "side-region")
+                i = replace(i, side=next(iter(sides)), side_rule="side-region")
         out.append(i)
     f.injections = out
 
@@ -595,7 +662,8 @@ def _amounts(note: _Note, f: Facts) -> None:
             continue
         seg = cue["ctx"]["segment"]
         after = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= d["start"] - cue["end"] <= 70]
-        before = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= cue["start"] - d["end"] <= 3]
+        before = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= cue["start"] - d["end"] <= 8
+                  and re.fullmatch(r"\s*(?:in\s+|as\s+a\s+|for\s+a\s+)?", text[d["end"]: cue["start"]])]
         pick = before[-1] if before else (after[0] if after else None)
         if pick is not None:
             gap = text[cue["end"]: pick["start"]] if pick["start"] >= cue["end"] else ""
@@ -746,8 +814,7 @@ def _guidance(note: _Note, f: Facts) -> None:
             chosen = el[0] if el else ("ultrasound" if "ultrasound" in methods else "none")
         else:
             chosen = default
-        out.append(Injection(inj.muscle_id, inj.name, inj.region, inj.side, inj.units, inj.count_ids, inj.is_group,
-                             inj.evidence, inj.side_rule, chosen))
+        out.append(replace(inj, guidance=chosen))
     f.injections = out
 
 

@@ -21,7 +21,7 @@ _HEADER = re.compile(
     r"(?P<title>[A-Za-z][A-Za-z0-9 /&'()\-\.]{0,60}?)[ \t]*(?::|\n|$)",
     re.MULTILINE,
 )
-_ABBREV = re.compile(r"(?:\b(?:dr|mr|mrs|ms|st|approx|vs|e\.g|i\.e|no|inc|pt|fig|etc)|\b[A-Z])\.$", re.IGNORECASE)
+_ABBREV = re.compile(r"(?i:\b(?:dr|mr|mrs|ms|st|approx|vs|e\.g|i\.e|no|inc|pt|fig|etc))\.$|\b[a-z]\.$")
 _BREAK = re.compile(r"(?<=[A-Za-z0-9)\]%][.!?])[\"')\]]?\s+(?=\S)|(?<=[A-Za-z0-9)]\.),|\n")
 
 
