@@ -269,7 +269,13 @@ def _section_ok(note: _Note, a: dict[str, Any]) -> str | None:
     if section == "history" and not trigger_flags:
         return None if _TODAY.search(seg) else "section:history"
     if section == "plan" and not trigger_flags:
-        return None if _PERFORMED.search(seg) else "section:plan"
+        sections = note.doc._.btx_sections
+        j = sections.index(a["start"])
+        head = ""
+        if j >= 0:
+            s0 = sections.ranges[j][0]
+            head = note.text[s0: note.text.find("\n", s0) if "\n" in note.text[s0:] else len(note.text)]
+        return None if (_PERFORMED.search(seg) or _PERFORMED.search(head)) else "section:plan"
     return None
 
 
@@ -286,7 +292,7 @@ def _mention_block(note: _Note, a: dict[str, Any]) -> str | None:
 # ----------------------------------------------------------------------------------------------
 # sides
 
-_EYE_HEADER = re.compile(r"(?m)^[ \t\-*•>]*(?P<h>OD|OS|OU|OD\s*/\s*OS|OS\s*/\s*OD)\b[^\n]{0,30}?:")
+_EYE_HEADER = re.compile(r"(?m)^[ \t\-*•>]*(?P<h>OD\s*/\s*OS|OS\s*/\s*OD|OD\s*(?:and|&|\+)\s*OS|OU|OD|OS)\b[^\n]{0,30}?:")
 _COLON_LINE = re.compile(r"(?m)^[^\n]{0,160}:[ \t]*$")
 _EYE_SIDE = {"OD": "R", "OS": "L", "OU": "B"}
 
@@ -297,6 +303,7 @@ def _side_headers(text: str) -> list[tuple[int, int, str]]:
     out = []
     for m in _EYE_HEADER.finditer(text):
         h = re.sub(r"\s", "", m.group("h"))
+        h = h if h in _EYE_SIDE else "OU"
         side = _EYE_SIDE.get(h, "B")
         nxt = text.find("\n\n", m.end())
         out.append((m.start(), nxt if nxt >= 0 else len(text), side))

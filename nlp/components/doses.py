@@ -38,12 +38,12 @@ VIAL = re.compile(
 )
 WASTE = re.compile(
     rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*(?:of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?"
-    rf"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)"
+    rf"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|d/c'?d|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)"
     rf"|(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
     rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})[ \t]*-?[ \t]*{_U}"
     rf"|(?:remaining|remainder[ \t]+of|residual|leftover)[ \t]+(?P<n3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*(?:of[ \t]+\w+[ \t]+)?(?:were[ \t]+|was[ \t]+)?(?:discarded|wasted)"
     rf"|(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\n\d]{{0,30}}?[(,]?[ \t]*(?P<n4>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*[),]?"
-    rf"[^.;\n\d]{{0,20}}?\b(?:discarded|wasted|disposed)"
+    rf"[^.;\n\d]{{0,20}}?\b(?:discarded|wasted|disposed|d/c'?d)"
     rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
     _I,
 )
@@ -68,7 +68,7 @@ SITES = re.compile(
     _I,
 )
 SITES_BEFORE = re.compile(
-    rf"(?P<k>{NUM})\s*(?:injection\s+)?(?:sites?|injections?|points?|locations?)\s*(?:of|x|×|@|at|with|,)\s*$", _I
+    rf"(?P<k>{NUM})\s*(?:injection\s+)?(?:sites?|injections?|points?|locations?)\s*(?:of|x|×|@|at|with)\s*$", _I
 )
 
 

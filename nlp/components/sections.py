@@ -45,6 +45,9 @@ _KEYWORDS = (
     ("procedure", re.compile(r"procedure|technique|injection|operation|operative|chemodenervation|treatment today")),
 )
 # sections that are usually one labelled paragraph: an inline header's section ends at a blank line
+# …and one labelled line ("Dx: cervical dystonia") ends with its line, unless the next line is a wrap
+_LINE_SCOPED = {"diagnosis", "codes", "other", "exam"}
+_LINE_END = re.compile(r"\n(?![ \t]*[a-z(])")
 _PARAGRAPH_SCOPED = {"exam", "diagnosis", "codes", "history", "plan", "other", "assessment_plan"}
 
 
@@ -81,7 +84,10 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
         heads.append((m.start("title"), m.end(), cat, norm))
         inline = text[m.end(): text.find("\n", m.end()) if "\n" in text[m.end():] else len(text)].strip()
         if inline and cat in _PARAGRAPH_SCOPED:
-            brk = re.compile(r"\n[ \t]*\n").search(text, m.end())
+            if cat in _LINE_SCOPED:
+                brk = _LINE_END.search(text, m.end())
+            else:
+                brk = re.compile(r"\n[ \t]*\n").search(text, m.end())
             if brk is not None:
                 heads.append((brk.end(), brk.end(), "none", ""))
     heads.sort(key=lambda h: h[0])
