@@ -192,7 +192,10 @@ _CONNECT_AFTER = re.compile(
     re.IGNORECASE,
 )
 _ADMIN_AFTER = re.compile(r"^\s*(?:\([^)]*\)\s*)?(?:was|were|is|are)?\s*(?:administered|injected|given|used|delivered|divided|distributed)\b", re.IGNORECASE)
-_ADMIN_BEFORE = re.compile(r"\b(?:administered|injected|gave|given|used|received|total of)\s*(?:a\s+total\s+of\s+)?$", re.IGNORECASE)
+_ADMIN_BEFORE = re.compile(
+    r"\b(?:administered|injected|gave|given|used|received|total of)\s*(?:a\s+total\s+of\s+)?$|(?:^|\n)\s*(?:drug|medication|agent|dose)\s*:\s*$",
+    re.IGNORECASE,
+)
 _INJECTED = re.compile(r"\binject|\badminist|\bgiven\b|\bplaced\b|\bdelivered\b", re.IGNORECASE)
 _DIVIDED = re.compile(r"\b(?:total|divided|split|combined|between)\b", re.IGNORECASE)
 _HAND = re.compile(r"\b(?P<s>right|left)[- ]hand(?:ed|-dominant| dominant)\b|\b(?P<s2>right|left)[- ]handed\b|\bdominant (?:hand|side) (?:is )?(?:the )?(?P<s3>right|left)\b|\bambidextrous\b", re.IGNORECASE)
@@ -663,7 +666,9 @@ def _neurolysis(note: _Note, f: Facts) -> None:
 def _amounts(note: _Note, f: Facts) -> None:
     text = note.text
     allowed = [a for a in note.labels("DOSE") if _mention_block(note, a) is None]
-    # a stated total: a dose right after "total", or followed by "total"
+    # a stated total: a dose right after "total", or followed by "total"; a total in parentheses is a
+    # subtotal, and the last total of the procedure wins (a summary line after the detail)
+    found: list[tuple[bool, dict[str, Any]]] = []
     for cue in note.labels("TOTAL_CUE"):
         if _mention_block(note, cue):
             continue
@@ -672,14 +677,20 @@ def _amounts(note: _Note, f: Facts) -> None:
         before = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= cue["start"] - d["end"] <= 8
                   and re.fullmatch(r"\s*(?:in\s+|as\s+a\s+|for\s+a\s+)?", text[d["end"]: cue["start"]])]
         pick = before[-1] if before else (after[0] if after else None)
-        if pick is not None:
-            gap = text[cue["end"]: pick["start"]] if pick["start"] >= cue["end"] else ""
-            if re.search(r"\b(?:ml|cc|volume|vials?)\b", gap, re.IGNORECASE) and not re.search(
-                    r"\b(?:units?|dose)\b", gap, re.IGNORECASE):
-                continue
-            f.stated_total = float(pick["total_units"])
-            f.administered_evidence = [_ev(text, pick)]
-            break
+        if pick is None:
+            continue
+        gap = text[cue["end"]: pick["start"]] if pick["start"] >= cue["end"] else ""
+        if re.search(r"\b(?:ml|cc|volume|vials?)\b", gap, re.IGNORECASE) and not re.search(
+                r"\b(?:units?|dose)\b", gap, re.IGNORECASE):
+            continue
+        line_start = text.rfind("\n", 0, cue["start"]) + 1
+        opened = text[line_start: cue["start"]].count("(") > text[line_start: cue["start"]].count(")")
+        found.append((opened, pick))
+    if found:
+        outside = [p for opened, p in found if not opened]
+        pick = (outside or [p for _, p in found])[-1]
+        f.stated_total = float(pick["total_units"])
+        f.administered_evidence = [_ev(text, pick)]
     if f.stated_total is None:
         prods = [a for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None]
         for d in allowed:

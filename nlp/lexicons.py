@@ -177,6 +177,7 @@ def diagnosis_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
 def context_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
     """Context triggers, pseudo-triggers first so they win at the same position."""
     rows = [dict(r) for _, r in compiled("patterns/context_rules.csv")]
-    rows.sort(key=lambda r: r["category"] != "PSEUDO")
+    # pseudo-triggers first, then multi-word backward/bidirectional rules, so "not used" wins over "not"
+    rows.sort(key=lambda r: (r["category"] != "PSEUDO", r["direction"] == "forward"))
     body = "|".join(f"(?P<r{i}>{r['pattern']})" for i, r in enumerate(rows))
     return re.compile(body, re.IGNORECASE), rows

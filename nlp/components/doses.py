@@ -31,19 +31,20 @@ _BRANDS = (r"(?:botox|dysport|xeomin|myobloc|daxxify|onabotulinumtoxina|abobotul
            r"rimabotulinumtoxinb|daxibotulinumtoxina)")
 VIAL = re.compile(
     rf"(?:(?P<count>{NUM}|a|an)(?:[ \t]*[x×][ \t]*|[ \t]*\([ \t]*\d+[ \t]*\)[ \t]*|[ \t]+))?(?P<size>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*-?[ \t]*"
-    rf"(?:(?:single[- ](?:use|dose)|sdv|unit|{_BRANDS})[ \t]+)?(?:vials?|bottles?)\b(?:[ \t]*[x×][ \t]*(?P<count3>\d+)\b)?"
+    rf"(?:(?:single[- ](?:use|dose)|sdv|unit|{_BRANDS})[ \t]+)?\n?[ \t]*(?:vials?|bottles?)\b(?:[ \t]*[x×][ \t]*(?P<count3>\d+)\b)?"
+    rf"|(?P<size3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:of[ \t]+{_BRANDS}[ \t]+)?(?:was[ \t]+|were[ \t]+)?(?:reconstituted|diluted|mixed)\b"
     rf"|(?P<count2>{NUM})?[ \t]*(?:vials?|bottles?)[ \t]*(?:size[ \t]*)?(?:of|:|=|x|@|containing|at)?[ \t]*(?:{_BRANDS}[ \t]+)?"
     rf"(?P<size2>{NUM})[ \t]*-?[ \t]*{_U}",
     _I,
 )
+_VERB_WASTE = r"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|d/c'?d|disposed)"
 WASTE = re.compile(
-    rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*(?:of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?"
-    rf"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|d/c'?d|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)"
+    rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}(?:[ \t]+of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:[ \t]*\n[ \t]*(?=[a-z])|[ \t]*)"
+    rf"(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?(?:{_VERB_WASTE}|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)(?![ \t]*:)"
     rf"|(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
-    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})[ \t]*-?[ \t]*{_U}"
-    rf"|(?:remaining|remainder[ \t]+of|residual|leftover)[ \t]+(?P<n3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*(?:of[ \t]+\w+[ \t]+)?(?:were[ \t]+|was[ \t]+)?(?:discarded|wasted)"
-    rf"|(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\n\d]{{0,30}}?[(,]?[ \t]*(?P<n4>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*[),]?"
-    rf"[^.;\n\d]{{0,20}}?\b(?:discarded|wasted|disposed|d/c'?d)"
+    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
+    rf"|(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\d]{{0,30}}?[(,]?\s*(?P<n4>{NUM})\s*-?\s*{_U}\s*[),]?"
+    rf"[^.;\d]{{0,40}}?\b(?:discarded|wasted|disposed|d/c'?d)"
     rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
     _I,
 )
@@ -60,7 +61,11 @@ REMAINDER = re.compile(
     r"(?:was[ \t]+|were[ \t]+)?(?:discarded|wasted)",
     _I,
 )
-TOTAL = re.compile(r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b", _I)
+TOTAL = re.compile(
+    r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b"
+    r"|\b(?:administered|given|injected|dose\s+given|amount\s+given|total\s+given)(?=[ \t]*:?[ \t]*\d)",
+    _I,
+)
 PER_SIDE = re.compile(r"^\s*(?:per|each|to\s+each|on\s+each|for\s+each|/)\s*(?:side|eye|axilla|limb|muscle)\b|^\s*each\b", _I)
 SITES = re.compile(
     rf"^\s*(?:each\s+)?(?:x|×|times|at\s+each\s+of|into\s+each\s+of|in\s+each\s+of|to\s+each\s+of)\s*(?P<k>{NUM})\s*"
@@ -90,7 +95,7 @@ def find_amounts(doc: Doc) -> list:
         return not any(a < e and s < b for a, b in taken)
 
     for m in VIAL.finditer(text):
-        size = _num(m, "size", "size2")
+        size = _num(m, "size", "size2", "size3")
         count = _num(m, "count", "count2", "count3") or 1.0
         if not size or size < 10:
             continue
@@ -101,7 +106,7 @@ def find_amounts(doc: Doc) -> list:
     for m in WASTE.finditer(text):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
-        n = _num(m, "n", "n2", "n3", "n4", "n5")
+        n = _num(m, "n", "n2", "n4", "n5")
         if n is None:
             continue
         label = "WASTE" if n > 0 else "NOWASTE"
