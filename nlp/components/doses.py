@@ -39,7 +39,7 @@ VIAL = re.compile(
 )
 _VERB_WASTE = r"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|d/c'?d|disposed)"
 WASTE = re.compile(
-    rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}(?:[ \t]+of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:[ \t]*\n[ \t]*(?=[a-z])|[ \t]*)"
+    rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}(?:[ \t]+of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:[ \t]*\n[ \t]*(?-i:(?=[a-z]))|[ \t]*)"
     rf"(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?(?:{_VERB_WASTE}|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)(?![ \t]*:)"
     rf"|(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
     rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
@@ -68,8 +68,9 @@ TOTAL = re.compile(
 )
 PER_SIDE = re.compile(r"^\s*(?:per|each|to\s+each|on\s+each|for\s+each|/)\s*(?:side|eye|axilla|limb|muscle)\b|^\s*each\b", _I)
 SITES = re.compile(
-    rf"^\s*(?:each\s+)?(?:x|×|times|at\s+each\s+of|into\s+each\s+of|in\s+each\s+of|to\s+each\s+of)\s*(?P<k>{NUM})\s*"
-    rf"(?:sites?|injections?|points?|locations?|places?)?\b",
+    rf"^[\s)]*(?:(?:was|were)\s+)?(?:(?:injected|given|placed|delivered)\s+)?(?:each\s+)?"
+    rf"(?:x|×|times|at\s+each\s+of|into\s+each\s+of|in\s+each\s+of|to\s+each\s+of)\s*(?P<k>{NUM})\s*"
+    rf"(?:sites?|injections?|points?|locations?|places?|quadrants?)?\b",
     _I,
 )
 SITES_BEFORE = re.compile(
