@@ -106,6 +106,7 @@ class Facts:
     date_evidence: Evidence | None = None
     migraine_protocol: bool = False
     cosmetic: bool = False
+    cancelled: bool = False
     excluded: list[Excluded] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +141,7 @@ class Facts:
             "date_of_service_in_note": self.date_of_service.isoformat() if self.date_of_service else None,
             "migraine_protocol": self.migraine_protocol,
             "cosmetic": self.cosmetic,
+            "procedure_not_performed": self.cancelled,
             "not_coded": [{"label": x.label, "text": x.text, "reason": x.reason} for x in self.excluded],
         }
 
@@ -197,6 +199,19 @@ _ADMIN_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _INJECTED = re.compile(r"\binject|\badminist|\bgiven\b|\bplaced\b|\bdelivered\b", re.IGNORECASE)
+_CANCEL = re.compile(
+    r"\b(?:injections?|procedure|treatment|toxin|botox|chemodenervation|session)\b[^.\n]{0,40}?\b(?:was|were|is|has\s+been|had\s+to\s+be)\s+"
+    r"(?:deferred|postponed|cancel+ed|aborted|not\s+performed|not\s+done|held|rescheduled|withheld|stopped)\b"
+    r"|\b(?:deferred|postponed|cancel+ed|aborted|held|rescheduled)\s+(?:the\s+|today'?s\s+|this\s+)?(?:injections?|procedure|treatment)\b"
+    r"|\b(?:declined|refused)\s+(?:the\s+|any\s+|further\s+|today'?s\s+)?(?:botox|toxin|botulinum|injections?|procedure|treatment)\b"
+    r"|\b(?:did\s+not|does\s+not|do\s+not)\s+(?:proceed|wish\s+to\s+proceed)\b|\bprocedure\s*:\s*not\s+performed\b",
+    re.IGNORECASE,
+)
+_TOXIN_NEGATED = re.compile(
+    r"\bno\s+(?:botulinum(?:\s+toxin)?|botox|toxin|dysport|xeomin|myobloc|daxxify)\s+(?:was|were)\s+(?:used|given|injected|administered)\b"
+    r"|\b(?:botulinum(?:\s+toxin)?|botox|toxin)\s+(?:was|were)\s+not\s+(?:used|given|injected|administered)\b",
+    re.IGNORECASE,
+)
 _DIVIDED = re.compile(r"\b(?:total|divided|split|combined|between)\b", re.IGNORECASE)
 _HAND = re.compile(r"\b(?P<s>right|left)[- ]hand(?:ed|-dominant| dominant)\b|\b(?P<s2>right|left)[- ]handed\b|\bdominant (?:hand|side) (?:is )?(?:the )?(?P<s3>right|left)\b|\bambidextrous\b", re.IGNORECASE)
 _CELL_SPLIT = re.compile(r"\s*\|\s*|\t+|\s{3,}")
@@ -505,10 +520,16 @@ def _injections(note: _Note, f: Facts) -> None:
         if reason is None and _LANDMARK.match(text[m["end"]: m["end"] + 25]):
             reason = "landmark"
         if reason is None:
+            head = block_cue.get(seg)
             has_toxin = seg in toxin_segments or note.seg_has(seg, "DOSE")
-            if note.seg_has(seg, "AGENT") and not has_toxin:
+            other_agent = any(x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(seg, ()))
+            if head is not None and head != seg and not has_toxin:
+                has_toxin = head in toxin_segments or note.seg_has(head, "DOSE")
+                other_agent = other_agent or any(
+                    x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(head, ()))
+            if (other_agent or note.seg_has(seg, "AGENT")) and not has_toxin:
                 reason = "other injectate"
-            elif not (_INJECT_CUE.search(seg_text) or block_cue.get(seg)):
+            elif not (_INJECT_CUE.search(seg_text) or head is not None):
                 reason = "no injection documented"
         if reason is not None:
             f.excluded.append(Excluded("MUSCLE", m["text"], reason, m["start"]))
@@ -540,6 +561,33 @@ def _injections(note: _Note, f: Facts) -> None:
                 continue
             seen[key] = len(f.injections)
             f.injections.append(inj)
+    _cancellation(note, f)
+
+
+def _cancellation(note: _Note, f: Facts) -> None:
+    """Drop the injections when the note says the procedure was not done today (deferred, aborted,
+    declined) or that no toxin was used, unless an injection sentence says it was given."""
+    text = note.text
+    cats = note.doc._.btx_section_cats
+    secs = note.doc._.btx_sections
+
+    def ok(m: re.Match[str]) -> bool:
+        j = secs.index(m.start())
+        return (cats[j] if j >= 0 else "none") not in ("history",)
+
+    cancel = next((m for m in _CANCEL.finditer(text) if ok(m)), None)
+    negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
+    if cancel is None and negated is None:
+        return
+    performed = [i for i in f.injections if re.search(r"\bwas injected|\bwere injected|\binjected (?:into|in|to)\b|\badministered\b",
+                                                       note.seg_text(note.segs.index(i.evidence.start)), re.IGNORECASE)]
+    if performed and negated is None:
+        return
+    for i in f.injections:
+        f.excluded.append(Excluded("MUSCLE", i.evidence.text, "procedure not performed", i.evidence.start))
+    f.injections = []
+    f.cancelled = True
+    f.toxin_today = False
 
 
 _REGION_SIDE = re.compile(
@@ -613,20 +661,21 @@ def _limb(region: str) -> str:
     return region
 
 
-def _block_cues(note: _Note) -> dict[int, bool]:
-    """Segments in a list or table under a line announcing injections (until a blank line or header)."""
+def _block_cues(note: _Note) -> dict[int, int | None]:
+    """For each segment, the segment that opened the injection list or table it sits in (itself when it
+    announces injections), or None (until a blank line or a new section)."""
     text = note.text
     sections = note.doc._.btx_sections
-    out: dict[int, bool] = {}
-    active = False
+    out: dict[int, int | None] = {}
+    active: int | None = None
     for i, (s, e) in enumerate(note.segs.ranges):
         seg = text[s:e]
         blank_before = "\n\n" in text[max(0, s - 4): s + 1] or "\n \n" in text[max(0, s - 5): s + 1]
         new_section = sections.ranges[sections.index(s)][0] == s if sections.index(s) >= 0 else False
         if blank_before or new_section:
-            active = False
+            active = None
         if _INJECT_CUE.search(seg):
-            active = True
+            active = i
         out[i] = active
     return out
 
