@@ -783,7 +783,8 @@ def _amounts(note: _Note, f: Facts) -> None:
         same = [v for v in vials if v["ctx"]["segment"] == first_seg]
         f.vial_units = float(sum(v["units"] for v in same))
         f.vial_evidence = [_ev(text, v) for v in same]
-    wastes = [a for a in note.labels("WASTE") if _context_block(a["ctx"]) is None or a["ctx"]["section"] == "plan"]
+    wastes = [a for a in note.labels("WASTE") if not (a["ctx"]["hypothetical"] or a["ctx"]["historical"])
+              or a["ctx"]["section"] == "plan"]
     if wastes:
         f.discarded_units = float(wastes[0]["units"])
         f.discarded_evidence = [_ev(text, wastes[0])]

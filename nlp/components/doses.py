@@ -45,6 +45,7 @@ WASTE = re.compile(
     rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
     rf"|(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\d]{{0,30}}?[(,]?\s*(?P<n4>{NUM})\s*-?\s*{_U}\s*[),]?"
     rf"[^.;\d]{{0,40}}?\b(?:discarded|wasted|disposed|d/c'?d)"
+    rf"|(?:remainder|rest|balance)\b[^.;\d]{{0,20}}?\b(?:discarded|wasted|disposed|d/c'?d)\s*\(\s*(?P<n6>{NUM})\s*-?\s*{_U}\s*\)"
     rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
     _I,
 )
@@ -62,7 +63,7 @@ REMAINDER = re.compile(
     _I,
 )
 TOTAL = re.compile(
-    r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b"
+    r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b|(?m:^[ \t]*=)"
     r"|\b(?:administered|given|injected|dose\s+given|amount\s+given|total\s+given)(?=[ \t]*:?[ \t]*\d)",
     _I,
 )
@@ -76,6 +77,50 @@ SITES = re.compile(
 SITES_BEFORE = re.compile(
     rf"(?P<k>{NUM})\s*(?:injection\s+)?(?:sites?|injections?|points?|locations?)\s*(?:of|x|×|@|at|with)\s*$", _I
 )
+
+
+_CELL = re.compile(r"[^|\t]+?(?=\s*(?:\||\t|\s{2,}|$))", re.MULTILINE)
+_UNIT_HEADER = re.compile(r"^\s*(?:units?|u|dose|dose\s*\(u(?:nits)?\)|units?\s*(?:given|injected)|total\s*units?|amount)\s*$", _I)
+_PLAIN_NUM = re.compile(rf"^\s*(?P<n>{NUM})\s*(?:{_U})?\s*$", _I)
+
+
+def _cells(line: str, offset: int) -> list[tuple[int, int, str]]:
+    """(start, end, text) of the cells of a table row split on |, tabs or runs of 2+ spaces."""
+    out = []
+    for m in _CELL.finditer(line):
+        t = m.group(0)
+        if t.strip():
+            lead = len(t) - len(t.lstrip())
+            out.append((offset + m.start() + lead, offset + m.end(), t.strip()))
+    return out
+
+
+def table_doses(text: str) -> list[tuple[int, int, float]]:
+    """Doses written in the units column of a table ("Muscle | Side | Units"), one per row."""
+    out: list[tuple[int, int, float]] = []
+    pos = 0
+    col: int | None = None
+    for line in text.split("\n"):
+        start = pos
+        pos += len(line) + 1
+        if not line.strip():
+            col = None
+            continue
+        if "|" not in line and "\t" not in line and "  " not in line.strip():
+            col = None
+            continue
+        cells = _cells(line, start)
+        if len(cells) < 2:
+            continue
+        heads = [i for i, c in enumerate(cells) if _UNIT_HEADER.match(c[2])]
+        if heads:
+            col = heads[-1]
+            continue
+        if col is not None and col < len(cells):
+            m = _PLAIN_NUM.match(cells[col][2])
+            if m and (v := to_number(m.group("n"))) is not None:
+                out.append((cells[col][0], cells[col][1], v))
+    return out
 
 
 def _num(m: re.Match[str], *groups: str) -> float | None:
@@ -107,7 +152,7 @@ def find_amounts(doc: Doc) -> list:
     for m in WASTE.finditer(text):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
-        n = _num(m, "n", "n2", "n4", "n5")
+        n = _num(m, "n", "n2", "n4", "n5", "n6")
         if n is None:
             continue
         label = "WASTE" if n > 0 else "NOWASTE"
@@ -129,6 +174,10 @@ def find_amounts(doc: Doc) -> list:
             per = v if v else 1.0
             if per > 0:
                 _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": u / per})
+                if re.match(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", m.group(0), _I) and per >= 1:
+                    # "Botox 100 units in 10 mL": the whole preparation, usually all of it given
+                    _add(doc, spans, m.start(), m.end(), "DOSE",
+                         {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True})
         taken.append((m.start(), m.end()))
     for m in DOSE.finditer(text):
         if not free(m.start(), m.end()):
@@ -147,6 +196,10 @@ def find_amounts(doc: Doc) -> list:
                 attrs["sites"] = int(k)
         attrs["total_units"] = n * attrs["sites"]
         _add(doc, spans, m.start(), m.end(), "DOSE", attrs)
+    for s0, e0, v in table_doses(text):
+        if free(s0, e0):
+            _add(doc, spans, s0, e0, "DOSE", {"units": v, "per_side": False, "sites": 1, "total_units": v, "table": True})
+            taken.append((s0, e0))
     for m in VOLUME.finditer(text):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "VOLUME", {"ml": to_number(m.group("n"))})
