@@ -56,6 +56,7 @@ class Diagnosis:
     qualifiers: tuple[tuple[str, str], ...]
     evidence: Evidence
     in_dx_section: bool
+    section: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -917,7 +918,7 @@ def _diagnoses(note: _Note, f: Facts) -> None:
                 quals[q] = "0"
             elif pos.search(window):
                 quals[q] = "1"
-        if concept in ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp"):
+        if concept in ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp", "sixth_nerve_palsy"):
             near = text[max(0, a["start"] - 25): a["end"] + 25]
             tokens = list(_SIDE_TOKEN.finditer(text[max(0, a["start"] - 25): a["start"]]))
             if tokens:
@@ -949,7 +950,7 @@ def _diagnoses(note: _Note, f: Facts) -> None:
             else:
                 quals["stroke"] = "infarction"
         f.diagnoses.append(Diagnosis(concept, tuple(sorted(quals.items())), _ev(text, a),
-                                     a["ctx"]["section"] in _DX_SECTIONS))
+                                     a["ctx"]["section"] in _DX_SECTIONS, a["ctx"]["section"]))
     if in_dx:
         keep = {d.concept for d in f.diagnoses if d.in_dx_section}
         f.diagnoses = [d for d in f.diagnoses if d.in_dx_section or d.concept not in keep]
@@ -958,8 +959,7 @@ def _diagnoses(note: _Note, f: Facts) -> None:
         out = []
         for d in f.diagnoses:
             if d.concept == "hyperhidrosis" and not dict(d.qualifiers).get("sites"):
-                d = Diagnosis(d.concept, tuple(sorted({**dict(d.qualifiers), "sites": "|".join(sorted(hh_regions))}.items())),
-                              d.evidence, d.in_dx_section)
+                d = replace(d, qualifiers=tuple(sorted({**dict(d.qualifiers), "sites": "|".join(sorted(hh_regions))}.items())))
             out.append(d)
         f.diagnoses = out
     migraine = any(d.concept == "chronic_migraine" for d in f.diagnoses)

@@ -36,6 +36,9 @@ def map_claim(facts: Facts, dos: date, options: tuple[str, ...] = ()) -> Claim:
     claim.lines = chemo + guide + neuro + drugs
     if claim.lines:
         claim.diagnoses = diagnosis_codes(facts, dos, options, claim)
+    elif facts.toxin_mentioned:
+        # nothing to bill for the toxin, but the visit's diagnoses still help the coder
+        claim.diagnoses = diagnosis_codes(facts, dos, options, claim, visit_only=True)
     codes = {ln.code for ln in claim.lines}
     check_pairs(codes, claim)
     check_addons(codes, claim)

@@ -91,31 +91,35 @@ def _combine(facts: Facts) -> list[tuple[str, dict[str, str], list[Evidence]]]:
     for d in facts.diagnoses:
         q, ev = by.setdefault(d.concept, ({}, []))
         for k, v in d.qualifiers:
-            if k == "sites" and q.get("sites"):
+            if k == "stroke" and v != "infarction":
+                q[k] = v  # a named haemorrhage beats the default type of a bare "stroke"
+            elif k == "sites" and q.get("sites"):
                 q["sites"] = "|".join(sorted(set(q["sites"].split("|")) | set(v.split("|"))))
             else:
                 q.setdefault(k, v)
         ev.append(d.evidence)
     out: dict[str, tuple[dict[str, str], list[Evidence]]] = {}
     hemi = by.get("hemiplegia")
-    if "stroke" in by and hemi:
-        q = dict(by["stroke"][0])
-        q.update({k: v for k, v in hemi[0].items() if k == "side"})
-        out["stroke_hemiplegia"] = (q, by["stroke"][1] + hemi[1])
-    elif "cerebral_palsy" in by:
+    if "cerebral_palsy" in by:
         q = dict(by["cerebral_palsy"][0])
         if hemi and "cp" not in q:
             q["cp"] = "hemiplegic"
         if "quadriplegia" in by and "cp" not in q:
             q["cp"] = "quadriplegic"
         out["cerebral_palsy"] = (q, by["cerebral_palsy"][1])
+    elif "stroke" in by and hemi:
+        q = dict(by["stroke"][0])
+        q.update({k: v for k, v in hemi[0].items() if k == "side"})
+        out["stroke_hemiplegia"] = (q, by["stroke"][1] + hemi[1])
     elif hemi:
         out["spastic_hemiplegia"] = hemi
     elif "stroke" in by:
         out["stroke_sequela"] = by["stroke"]
     skip = {"stroke", "hemiplegia", "cerebral_palsy", "spasticity", "tbi", "spinal_cord_injury"}
-    if "cerebral_palsy" in by:
+    if {"cerebral_palsy", "multiple_sclerosis", "hereditary_spastic_paraplegia", "stroke"} & set(by):
         skip |= {"quadriplegia", "paraplegia"}
+    if "sixth_nerve_palsy" in by:
+        skip |= {"strabismus", "esotropia"}
     if SPECIFIC_DYSTONIA & set(by):
         skip.add("dystonia")
     if "chronic_migraine" in by:
@@ -133,9 +137,16 @@ def _combine(facts: Facts) -> list[tuple[str, dict[str, str], list[Evidence]]]:
     return [(c, q, ev) for c, (q, ev) in out.items()]
 
 
-def diagnosis_codes(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) -> list[DiagnosisCode]:
-    """Diagnosis codes supporting the injected regions, ordered as found, then codes the note lists."""
+def diagnosis_codes(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim,
+                    visit_only: bool = False) -> list[DiagnosisCode]:
+    """Diagnosis codes supporting the injected regions, ordered as found, then codes the note lists.
+    With ``visit_only`` (no procedure today) every relevant diagnosis stated outside the history is kept."""
+    if visit_only:
+        facts = Facts(diagnoses=[d for d in facts.diagnoses if d.in_dx_section or d.section not in ("history",)],
+                      handedness=facts.handedness, listed_codes=facts.listed_codes)
     regions = {i.region for i in facts.injections}
+    if visit_only:
+        regions = {"*"} | {r for s in _supports().values() for r in s}
     if any(r in ("upper_extremity", "lower_extremity") for r in regions):
         regions.add("extremity")
     if facts.migraine_protocol:
@@ -176,7 +187,7 @@ def diagnosis_codes(facts: Facts, dos: date, options: tuple[str, ...], claim: Cl
             continue
         out.append(DiagnosisCode(system, lc.code, desc, "DX-LISTED", f"listed in the note and valid in {system} on {dos.isoformat()}",
                                  [lc.evidence]))
-    if not out and (facts.injections or facts.nerves):
+    if not out and (facts.injections or facts.nerves) and not visit_only:
         claim.warn("DX_NOT_FOUND")
     return out
 
