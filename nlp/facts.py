@@ -15,6 +15,7 @@ from typing import Any
 from spacy.tokens import Doc
 
 from nlp import lexicons
+from nlp.components.base import doc_text
 from nlp.textutil import merge_sides, side_of, to_number
 
 
@@ -250,7 +251,7 @@ class _Note:
 
     def __init__(self, doc: Doc):
         self.doc = doc
-        self.text = doc.text
+        self.text = doc_text(doc)
         self.segs = doc._.btx_segments
         self.by_label: dict[str, list[dict[str, Any]]] = {}
         self.by_seg: dict[int, list[dict[str, Any]]] = {}

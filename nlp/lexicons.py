@@ -152,10 +152,93 @@ def product_lexicon() -> Lexicon:
     return _compile(alias_map, {})
 
 
+def split_alternatives(pattern: str) -> list[str]:
+    """Top-level ``|`` alternatives of a regular expression (respecting groups, classes, escapes)."""
+    out, depth, in_class, cur, i = [], 0, False, [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            cur.append(pattern[i: i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+_LEAD = re.compile(r"^(?:\\b|\(\?<![^)]*\))+")
+
+
+def _expand_leading_group(body: str) -> list[str]:
+    """``(?:ab|cd)ef`` → [``abef``, ``cdef``] when the leading group is not quantified; else [body]."""
+    if not body.startswith("(?:"):
+        return [body]
+    depth, i = 0, 0
+    while i < len(body):
+        if body[i] == "\\":
+            i += 2
+            continue
+        if body[i] == "(":
+            depth += 1
+        elif body[i] == ")":
+            depth -= 1
+            if depth == 0:
+                break
+        i += 1
+    inner, rest = body[3:i], body[i + 1:]
+    if rest[:1] in ("?", "*", "+", "{"):
+        return [body]
+    return [alt + rest for alt in split_alternatives(inner)]
+
+
+def dispatch_regex(patterns: list[str]) -> re.Pattern[str]:
+    """One case-insensitive regex over several row patterns, dispatched on each alternative's first
+    letter so the engine rejects most positions at once. ``m.lastgroup`` is ``r{row}_{alt}``.
+
+    Python's engine tries every branch of a plain alternation at every position; grouping the branches
+    under their (literal) first character makes the scan roughly as cheap as a trie."""
+    by_first: dict[str, list[str]] = {}
+    other: list[str] = []
+    for i, pat in enumerate(patterns):
+        j = 0
+        for alt in split_alternatives(pat):
+            lead = _LEAD.match(alt)
+            for body in _expand_leading_group(_LEAD.sub("", alt)):
+                j += 1
+                first = body[:1].lower()
+                if first.isalnum() and body[1:2] not in ("?", "*", "{", "+") and not body.startswith(("\\", "(", "[")):
+                    by_first.setdefault(first, []).append(f"(?P<r{i}_{j}>{body[1:]})")
+                else:
+                    other.append(f"(?P<r{i}_{j}>{(lead.group(0) if lead else '') + body})")
+    parts = [f"[{c}{c.upper()}](?:{'|'.join(alts)})" for c, alts in sorted(by_first.items())]
+    body = "(?<![A-Za-z0-9])(?:" + "|".join(parts) + ")" if parts else ""
+    if other:
+        body = "|".join([body, *other]) if body else "|".join(other)
+    return re.compile(body, re.IGNORECASE)
+
+
+def row_of(m: re.Match[str]) -> int:
+    """Row index of a match of a :func:`dispatch_regex` pattern."""
+    return int(m.lastgroup[1:].split("_")[0])
+
+
 def _combined(name: str) -> tuple[re.Pattern[str], list[dict[str, str]]]:
     rows = [dict(r) for _, r in compiled(name)]
-    body = "|".join(f"(?P<r{i}>{r['pattern']})" for i, r in enumerate(rows))
-    return re.compile(body, re.IGNORECASE), rows
+    return dispatch_regex([r["pattern"] for r in rows]), rows
 
 
 @functools.cache
@@ -179,5 +262,4 @@ def context_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
     rows = [dict(r) for _, r in compiled("patterns/context_rules.csv")]
     # pseudo-triggers first, then multi-word backward/bidirectional rules, so "not used" wins over "not"
     rows.sort(key=lambda r: (r["category"] != "PSEUDO", r["direction"] == "forward"))
-    body = "|".join(f"(?P<r{i}>{r['pattern']})" for i, r in enumerate(rows))
-    return re.compile(body, re.IGNORECASE), rows
+    return dispatch_regex([r["pattern"] for r in rows]), rows

@@ -88,3 +88,44 @@ class Segments:
 
     def __len__(self) -> int:
         return len(self.ranges)
+
+
+# digits only: the amount patterns run on a "shadow" copy of the note whose number words are written
+# as digits in place (same length, padded with spaces), so every pattern can start on a digit and the
+# regex engine skips all other positions at once
+NUMD = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+
+_WORD_NUM: re.Pattern[str] | None = None
+
+
+def _word_num_regex() -> re.Pattern[str]:
+    global _WORD_NUM
+    if _WORD_NUM is None:
+        from nlp.lexicons import trie_regex
+
+        phrases = [k for k in NUMBER_WORDS if k not in ("a", "an", "single", "a single", "both", "twice", "once")]
+        combos = [f"{h} hundred{a}{t}" for h in ("one", "two", "three", "four", "five") for a in ("", " and")
+                  for t in ("", " fifty", " twenty-five", " seventy-five", " fifty-five")]
+        _WORD_NUM = re.compile(r"(?<![A-Za-z0-9])" + trie_regex(sorted(set(phrases + combos))) + r"(?![A-Za-z0-9])",
+                               re.IGNORECASE)
+    return _WORD_NUM
+
+
+def shadow_numbers(text: str) -> str:
+    """``text`` with number words replaced in place by digits padded to the same length."""
+    parts = []
+    last = 0
+    for m in _word_num_regex().finditer(text):
+        value = to_number(m.group(0))
+        if value is None:
+            continue
+        digits = str(int(value)) if value == int(value) else str(value)
+        if len(digits) > len(m.group(0)):
+            continue
+        parts.append(text[last: m.start()])
+        parts.append(digits.ljust(len(m.group(0))))
+        last = m.end()
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from spacy.tokens import Doc, Span
 
 
@@ -17,12 +19,23 @@ def ensure_extensions() -> None:
 ensure_extensions()
 
 
+def _token_starts(doc: Doc) -> list[int]:
+    starts = doc.user_data.get("btx_token_starts")
+    if starts is None:
+        starts = doc.user_data["btx_token_starts"] = [t.idx for t in doc]
+    return starts
+
+
 def make_span(doc: Doc, start: int, end: int, label: str) -> Span | None:
     """A span over characters ``start:end`` expanded to token boundaries (None if empty)."""
-    span = doc.char_span(start, end, label=label, alignment_mode="expand")
-    if span is None or len(span) == 0:
+    starts = _token_starts(doc)
+    i = bisect.bisect_right(starts, start) - 1
+    j = bisect.bisect_left(starts, end)
+    if i < 0:
+        i = 0
+    if j <= i:
         return None
-    return span
+    return Span(doc, i, j, label=label)
 
 
 def add_mention(doc: Doc, spans: list[Span], start: int, end: int, label: str, attrs: dict) -> None:
@@ -32,8 +45,17 @@ def add_mention(doc: Doc, spans: list[Span], start: int, end: int, label: str, a
     if span is None:
         return
     attrs = dict(attrs)
-    attrs.update(label=label, start=start, end=end, text=doc.text[start:end])
+    text = doc_text(doc)
+    attrs.update(label=label, start=start, end=end, text=text[start:end])
     if doc._.btx_mentions is None:
         doc._.btx_mentions = []
     doc._.btx_mentions.append(attrs)
     spans.append(span)
+
+
+def doc_text(doc: Doc) -> str:
+    """``doc.text``, computed once per doc (spaCy rebuilds it from the tokens on every access)."""
+    text = doc.user_data.get("btx_text")
+    if text is None:
+        text = doc.user_data["btx_text"] = doc.text
+    return text

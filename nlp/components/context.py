@@ -12,7 +12,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import ensure_extensions
+from nlp.components.base import doc_text, ensure_extensions
 
 MAX_NEG_SCOPE = 60  # characters a negation reaches forward or back
 FLAGS = ("negated", "historical", "hypothetical", "declined")
@@ -25,7 +25,7 @@ def segment_scopes(text: str, start: int, end: int) -> list[tuple[str, int, int,
     pattern, rows = lexicons.context_patterns()
     triggers: list[tuple[int, int, dict[str, str]]] = []
     for m in pattern.finditer(text, start, end):
-        triggers.append((m.start(), m.end(), rows[int(m.lastgroup[1:])]))
+        triggers.append((m.start(), m.end(), rows[lexicons.row_of(m)]))
     if not triggers:
         return []
     terms = [s for s, _, r in triggers if r["category"] == "TERMINATE"]
@@ -61,7 +61,7 @@ class ContextTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
-        text = doc.text
+        text = doc_text(doc)
         segs = doc._.btx_segments
         sections = doc._.btx_sections
         cats = doc._.btx_section_cats

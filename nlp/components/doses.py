@@ -12,9 +12,10 @@ import re
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from nlp.components.base import ensure_extensions
+from nlp.components.base import doc_text, ensure_extensions
 from nlp.components.entities import _add
-from nlp.textutil import NUM, to_number
+from nlp.textutil import NUMD as NUM
+from nlp.textutil import shadow_numbers, to_number
 
 _U = r"(?:units?|untis|unts|unit's|iu|u|mu)(?![a-z])"
 _ML = r"(?:ml|mls|cc|cc's|ccs)(?![a-z])"
@@ -30,23 +31,30 @@ CONC = re.compile(
 _BRANDS = (r"(?:botox|dysport|xeomin|myobloc|daxxify|onabotulinumtoxina|abobotulinumtoxina|incobotulinumtoxina|"
            r"rimabotulinumtoxinb|daxibotulinumtoxina)")
 VIAL = re.compile(
-    rf"(?:(?P<count>{NUM}|a|an)(?:[ \t]*[x×][ \t]*|[ \t]*\([ \t]*\d+[ \t]*\)[ \t]*|[ \t]+))?(?P<size>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*-?[ \t]*"
+    rf"(?P<size>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*-?[ \t]*"
     rf"(?:(?:single[- ](?:use|dose)|sdv|unit|{_BRANDS})[ \t]+)?\n?[ \t]*(?:vials?|bottles?)\b(?:[ \t]*[x×][ \t]*(?P<count3>\d+)\b)?"
-    rf"|(?P<size3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:of[ \t]+{_BRANDS}[ \t]+)?(?:was[ \t]+|were[ \t]+)?(?:reconstituted|diluted|mixed)\b"
-    rf"|(?P<count2>{NUM})?[ \t]*(?:vials?|bottles?)[ \t]*(?:size[ \t]*)?(?:of|:|=|x|@|containing|at)?[ \t]*(?:{_BRANDS}[ \t]+)?"
+    rf"|(?P<size3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:of[ \t]+{_BRANDS}[ \t]+)?(?:was[ \t]+|were[ \t]+)?(?:reconstituted|diluted|mixed)\b",
+    _I,
+)
+VIAL_WORD = re.compile(
+    rf"(?:vials?|bottles?)[ \t]*(?:size[ \t]*)?(?:of|:|=|x|@|containing|at)?[ \t]*(?:{_BRANDS}[ \t]+)?"
     rf"(?P<size2>{NUM})[ \t]*-?[ \t]*{_U}",
     _I,
 )
+_COUNT_BEFORE = re.compile(rf"(?:^|[^\w.])(?P<count>{NUM}|a|an|one)(?:[ \t]*[x×][ \t]*|[ \t]*\([ \t]*\d+[ \t]*\)[ \t]*|[ \t]+)$", _I)
 _VERB_WASTE = r"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|d/c'?d|disposed)"
 WASTE = re.compile(
     rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}(?:[ \t]+of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:[ \t]*\n[ \t]*(?-i:(?=[a-z]))|[ \t]*)"
     rf"(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?(?:{_VERB_WASTE}|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)(?![ \t]*:)"
-    rf"|(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
-    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
-    rf"|(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\d]{{0,30}}?[(,]?\s*(?P<n4>{NUM})\s*-?\s*{_U}\s*[),]?"
-    rf"[^.;\d]{{0,40}}?\b(?:discarded|wasted|disposed|d/c'?d)"
-    rf"|(?:remainder|rest|balance)\b[^.;\d]{{0,20}}?\b(?:discarded|wasted|disposed|d/c'?d)\s*\(\s*(?P<n6>{NUM})\s*-?\s*{_U}\s*\)"
     rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
+    _I,
+)
+WASTE_WORD = re.compile(
+    rf"\b(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
+    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
+    rf"|\b(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\d]{{0,30}}?[(,]?\s*(?P<n4>{NUM})\s*-?\s*{_U}\s*[),]?"
+    rf"[^.;\d]{{0,40}}?\b(?:discarded|wasted|disposed|d/c'?d)"
+    rf"|\b(?:remainder|rest|balance)\b[^.;\d]{{0,20}}?\b(?:discarded|wasted|disposed|d/c'?d)\s*\(\s*(?P<n6>{NUM})\s*-?\s*{_U}\s*\)",
     _I,
 )
 NOWASTE = re.compile(
@@ -125,6 +133,8 @@ def table_doses(text: str) -> list[tuple[int, int, float]]:
 
 def _num(m: re.Match[str], *groups: str) -> float | None:
     for g in groups:
+        if g not in m.re.groupindex:
+            continue
         v = m.group(g)
         if v:
             return to_number(v)
@@ -133,26 +143,36 @@ def _num(m: re.Match[str], *groups: str) -> float | None:
 
 def find_amounts(doc: Doc) -> list:
     """DOSE, VOLUME, CONC, VIAL, TOTAL, WASTE, NOWASTE and REMAINDER_WASTED spans."""
-    text = doc.text
+    text = shadow_numbers(doc_text(doc))
     spans: list = []
     taken: list[tuple[int, int]] = []
 
     def free(s: int, e: int) -> bool:
         return not any(a < e and s < b for a, b in taken)
 
-    for m in VIAL.finditer(text):
+    vials = sorted([*VIAL.finditer(text), *VIAL_WORD.finditer(text)], key=lambda m: m.start())
+    for m in vials:
+        if not free(m.start(), m.end()):
+            continue
         size = _num(m, "size", "size2", "size3")
-        count = _num(m, "count", "count2", "count3") or 1.0
+        start = m.start()
+        count = _num(m, "count3") if m.re is VIAL else None
+        if count is None:
+            cm = _COUNT_BEFORE.search(text[max(0, start - 14): start])
+            if cm:
+                count = to_number(cm.group("count"))
+                start -= len(cm.group(0)) - (1 if cm.group(0)[:1] and not cm.group(0)[:1].isalnum() else 0)
+        count = count or 1.0
         if not size or size < 10:
             continue
         if count > 10:
             count = 1.0
-        _add(doc, spans, m.start(), m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
-        taken.append((m.start(), m.end()))
-    for m in WASTE.finditer(text):
+        _add(doc, spans, start, m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
+        taken.append((start, m.end()))
+    for m in sorted([*WASTE.finditer(text), *WASTE_WORD.finditer(text)], key=lambda m: m.start()):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
-        n = _num(m, "n", "n2", "n4", "n5", "n6")
+        n = _num(m, *[g for g in ("n", "n2", "n4", "n5", "n6") if g in m.re.groupindex])
         if n is None:
             continue
         label = "WASTE" if n > 0 else "NOWASTE"

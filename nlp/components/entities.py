@@ -12,7 +12,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import add_mention, ensure_extensions
+from nlp.components.base import add_mention, doc_text, ensure_extensions
 
 # codes a note may list: CPT (5 digits), HCPCS (letter + 4 digits), ICD-10-CM, ICD-9-CM
 _CPT = re.compile(
@@ -39,7 +39,7 @@ def _add(doc: Doc, spans: list, start: int, end: int, label: str, attrs: dict) -
 
 def find_entities(doc: Doc) -> list:
     """All lexicon mentions of ``doc`` as labelled spans with attributes."""
-    text = doc.text
+    text = doc_text(doc)
     spans: list = []
     nerve_hits = lexicons.nerve_lexicon().find(text)
     nerve_ranges = [(s, e) for s, e, _ in nerve_hits]
@@ -55,17 +55,17 @@ def find_entities(doc: Doc) -> list:
         _add(doc, spans, s, e, "PRODUCT", {"product": ids[0]})
     pattern, rows = lexicons.agent_patterns()
     for m in pattern.finditer(text):
-        row = rows[int(m.lastgroup[1:])]
+        row = rows[lexicons.row_of(m)]
         label = "TOXIN" if row["agent_class"] == "toxin" else "AGENT"
         _add(doc, spans, m.start(), m.end(), label,
              {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]})
     pattern, rows = lexicons.guidance_patterns()
     for m in pattern.finditer(text):
-        row = rows[int(m.lastgroup[1:])]
+        row = rows[lexicons.row_of(m)]
         _add(doc, spans, m.start(), m.end(), "GUIDANCE", {"method": row["method"], "rule_id": row["rule_id"]})
     pattern, rows = lexicons.diagnosis_patterns()
     for m in pattern.finditer(text):
-        row = rows[int(m.lastgroup[1:])]
+        row = rows[lexicons.row_of(m)]
         _add(doc, spans, m.start(), m.end(), "DX", {"concept": row["concept"], "rule_id": row["rule_id"]})
     for m in _CPT.finditer(text):
         _add(doc, spans, m.start(), m.end(), "CODE",

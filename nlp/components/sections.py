@@ -12,7 +12,7 @@ import re
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from nlp.components.base import ensure_extensions, make_span
+from nlp.components.base import doc_text, ensure_extensions, make_span
 from nlp.loaders import table
 from nlp.textutil import Segments
 
@@ -133,7 +133,7 @@ class SectionTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
-        text = doc.text
+        text = doc_text(doc)
         spans = []
         sections = find_sections(text)
         for start, end, cat, title in sections:
