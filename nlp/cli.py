@@ -24,8 +24,10 @@ def _engine(payer: str) -> Any:
 
 def format_text(result: dict[str, Any]) -> str:
     """A readable table of one result, for a person at a terminal."""
-    out = [f"Date of service {result.get('date_of_service')} ({result.get('code_set', {}).get('diagnoses', '')}), "
-           f"payer {result.get('payer')}"]
+    out = [
+        f"Date of service {result.get('date_of_service')} ({result.get('code_set', {}).get('diagnoses', '')}), "
+        f"payer {result.get('payer')}"
+    ]
     if result.get("error"):
         return f"error {result['error']['code']}: {result['error']['message']}"
     rows = [("System", "Code", "Mods", "Units", "Conf", "Rule", "Reason")]
@@ -85,8 +87,12 @@ def _read_jsonl(fh: TextIO) -> Iterator[NoteInput]:
         except ValueError as exc:
             yield NoteInput(text="", id=f"line-{n}", error=("BAD_JSON", f"line {n} is not a JSON object: {exc}"))
             continue
-        yield NoteInput(text=rec.get("text") if isinstance(rec.get("text"), str) else "", id=rec.get("id", f"line-{n}"),
-                        date_of_service=rec.get("date_of_service"), payer=rec.get("payer"))
+        yield NoteInput(
+            text=rec.get("text") if isinstance(rec.get("text"), str) else "",
+            id=rec.get("id", f"line-{n}"),
+            date_of_service=rec.get("date_of_service"),
+            payer=rec.get("payer"),
+        )
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -127,13 +133,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
         return 0
     ln, dx = report["lines"], report["diagnoses"]
-    print(f"notes {report['notes']}  lines P {ln['precision']:.3f} R {ln['recall']:.3f} F1 {ln['f1']:.3f} "
-          f"(tp {ln['tp']} fp {ln['fp']} fn {ln['fn']})  exact-claim {report['exact_claim_rate']:.3f}  "
-          f"dx P {dx['precision']:.3f} R {dx['recall']:.3f} F1 {dx['f1']:.3f}")
+    print(
+        f"notes {report['notes']}  lines P {ln['precision']:.3f} R {ln['recall']:.3f} F1 {ln['f1']:.3f} "
+        f"(tp {ln['tp']} fp {ln['fp']} fn {ln['fn']})  exact-claim {report['exact_claim_rate']:.3f}  "
+        f"dx P {dx['precision']:.3f} R {dx['recall']:.3f} F1 {dx['f1']:.3f}"
+    )
     for note in report["per_note"]:
         if note["missing"] or note["extra"] or args.verbose:
-            print(f"  {note['note']}: missing {note['missing']} extra {note['extra']}"
-                  f"  dx {note['dx_predicted']} vs {note['dx_expected']}")
+            print(
+                f"  {note['note']}: missing {note['missing']} extra {note['extra']}"
+                f"  dx {note['dx_predicted']} vs {note['dx_expected']}"
+            )
     return 0
 
 

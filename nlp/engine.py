@@ -92,16 +92,31 @@ class Engine:
 
     @property
     def versions(self) -> dict[str, str]:
-        return {"engine": __version__, "tables": self.tables_version, "schema": SCHEMA_VERSION,
-                "model": getattr(self.scorer, "version", None) or "none"}
+        return {
+            "engine": __version__,
+            "tables": self.tables_version,
+            "schema": SCHEMA_VERSION,
+            "model": getattr(self.scorer, "version", None) or "none",
+        }
 
-    def suggest(self, text: str | bytes, date_of_service: str | date | None = None, payer: str | None = None,
-                note_id: Any = None, today: date | None = None) -> dict[str, Any]:
+    def suggest(
+        self,
+        text: str | bytes,
+        date_of_service: str | date | None = None,
+        payer: str | None = None,
+        note_id: Any = None,
+        today: date | None = None,
+    ) -> dict[str, Any]:
         """The result object for one note."""
-        return next(self.suggest_many([NoteInput(text if isinstance(text, str) else decode_note(text), note_id,
-                                                 date_of_service, payer)], today=today))
+        return next(
+            self.suggest_many(
+                [NoteInput(text if isinstance(text, str) else decode_note(text), note_id, date_of_service, payer)], today=today
+            )
+        )
 
-    def suggest_many(self, notes: Iterable[NoteInput], today: date | None = None, batch_size: int = 64) -> Iterator[dict[str, Any]]:
+    def suggest_many(
+        self, notes: Iterable[NoteInput], today: date | None = None, batch_size: int = 64
+    ) -> Iterator[dict[str, Any]]:
         """Results in input order; a bad note yields an error result with its id instead of stopping."""
         prepared: deque[tuple[NoteInput, str | None, dict[str, Any] | None]] = deque()
 
@@ -167,5 +182,13 @@ class Engine:
 
 def error_result(note_id: Any, code: str, message: str) -> dict[str, Any]:
     """The result object for a note that could not be coded."""
-    return {"id": note_id, "schema_version": SCHEMA_VERSION, "error": {"code": code, "message": message},
-            "lines": [], "diagnoses": [], "warnings": [], "confidence": None, "route": "review"}
+    return {
+        "id": note_id,
+        "schema_version": SCHEMA_VERSION,
+        "error": {"code": code, "message": message},
+        "lines": [],
+        "diagnoses": [],
+        "warnings": [],
+        "confidence": None,
+        "route": "review",
+    }

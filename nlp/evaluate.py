@@ -116,10 +116,17 @@ def summarise(scores: list[NoteScore]) -> dict[str, Any]:
         "exact_claim_rate": round(sum(s.exact for s in scores) / len(scores), 4) if scores else 0.0,
         "diagnoses": {**_prf(dtp, dfp, dfn), "notes_scored": len(dx)},
         "per_note": [
-            {"note": s.name, "exact": s.exact, "predicted": s.predicted, "expected": s.expected,
-             "missing": sorted((Counter(s.expected) - Counter(s.predicted)).elements()),
-             "extra": sorted((Counter(s.predicted) - Counter(s.expected)).elements()),
-             "dx_predicted": s.dx_predicted, "dx_expected": s.dx_expected, "warnings": s.warnings}
+            {
+                "note": s.name,
+                "exact": s.exact,
+                "predicted": s.predicted,
+                "expected": s.expected,
+                "missing": sorted((Counter(s.expected) - Counter(s.predicted)).elements()),
+                "extra": sorted((Counter(s.predicted) - Counter(s.expected)).elements()),
+                "dx_predicted": s.dx_predicted,
+                "dx_expected": s.dx_expected,
+                "warnings": s.warnings,
+            }
             for s in scores
         ],
     }
@@ -130,8 +137,9 @@ def load_reference(path: Path) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def evaluate(engine: Engine, gold: Path, notes_dir: Path, split: str | None = None,
-             strip_codes: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate(
+    engine: Engine, gold: Path, notes_dir: Path, split: str | None = None, strip_codes: bool = False
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the engine over the reference notes and score them; returns (report, results)."""
     ref = load_reference(gold)
     names = [n for n in sorted(ref) if split is None or ref[n].get("split") == split]

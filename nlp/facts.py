@@ -16,7 +16,7 @@ from spacy.tokens import Doc
 
 from nlp import lexicons
 from nlp.components.base import doc_text
-from nlp.textutil import merge_sides, side_of, to_number
+from nlp.textutil import side_of, to_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +119,17 @@ class Facts:
 
         return {
             "injections": [
-                {"muscle": i.muscle_id, "name": i.name, "region": i.region, "side": i.side, "units": i.units,
-                 "is_group": i.is_group, "guidance": i.guidance, "evidence": ev(i.evidence)} for i in self.injections
+                {
+                    "muscle": i.muscle_id,
+                    "name": i.name,
+                    "region": i.region,
+                    "side": i.side,
+                    "units": i.units,
+                    "is_group": i.is_group,
+                    "guidance": i.guidance,
+                    "evidence": ev(i.evidence),
+                }
+                for i in self.injections
             ],
             "nerve_blocks": [{"nerve": n.nerve_id, "side": n.side, "evidence": ev(n.evidence)} for n in self.nerves],
             "product": self.product,
@@ -195,7 +204,10 @@ _CONNECT_AFTER = re.compile(
     r"(?:approximately\s+|approx\.?\s+|about\s+|a total of\s+)?",
     re.IGNORECASE,
 )
-_ADMIN_AFTER = re.compile(r"^\s*(?:\([^)]*\)\s*)?(?:was|were|is|are)?\s*(?:administered|injected|given|used|delivered|divided|distributed)\b", re.IGNORECASE)
+_ADMIN_AFTER = re.compile(
+    r"^\s*(?:\([^)]*\)\s*)?(?:was|were|is|are)?\s*(?:administered|injected|given|used|delivered|divided|distributed)\b",
+    re.IGNORECASE,
+)
 _ADMIN_BEFORE = re.compile(
     r"\b(?:administered|injected|gave|given|used|received|total of)\s*(?:a\s+total\s+of\s+)?$|(?:^|\n)\s*(?:drug|medication|agent|dose)\s*:\s*$",
     re.IGNORECASE,
@@ -215,7 +227,10 @@ _TOXIN_NEGATED = re.compile(
     re.IGNORECASE,
 )
 _DIVIDED = re.compile(r"\b(?:total|divided|split|combined|between)\b", re.IGNORECASE)
-_HAND = re.compile(r"\b(?P<s>right|left)[- ]hand(?:ed|-dominant| dominant)\b|\b(?P<s2>right|left)[- ]handed\b|\bdominant (?:hand|side) (?:is )?(?:the )?(?P<s3>right|left)\b|\bambidextrous\b", re.IGNORECASE)
+_HAND = re.compile(
+    r"\b(?P<s>right|left)[- ]hand(?:ed|-dominant| dominant)\b|\b(?P<s2>right|left)[- ]handed\b|\bdominant (?:hand|side) (?:is )?(?:the )?(?P<s3>right|left)\b|\bambidextrous\b",
+    re.IGNORECASE,
+)
 _CELL_SPLIT = re.compile(r"\s*\|\s*|\t+|\s{3,}")
 
 _BAD_SECTIONS = {"exam", "diagnosis", "codes"}
@@ -223,7 +238,7 @@ _DX_SECTIONS = {"diagnosis", "assessment_plan"}
 
 
 def _ev(text: str, a: dict[str, Any]) -> Evidence:
-    return Evidence(a["start"], a["end"], text[a["start"]: a["end"]])
+    return Evidence(a["start"], a["end"], text[a["start"] : a["end"]])
 
 
 def _context_block(ctx: dict[str, Any]) -> str | None:
@@ -236,8 +251,19 @@ def _context_block(ctx: dict[str, Any]) -> str | None:
 
 def _parse_date(value: str) -> date | None:
     v = value.strip().replace(".", "")
-    fmts = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y", "%m-%d-%y", "%B %d, %Y", "%B %d %Y", "%b %d, %Y",
-            "%b %d %Y", "%d %B %Y", "%d %b %Y")
+    fmts = (
+        "%Y-%m-%d",
+        "%m/%d/%Y",
+        "%m-%d-%Y",
+        "%m/%d/%y",
+        "%m-%d-%y",
+        "%B %d, %Y",
+        "%B %d %Y",
+        "%b %d, %Y",
+        "%b %d %Y",
+        "%d %B %Y",
+        "%d %b %Y",
+    )
     for f in fmts:
         try:
             return datetime.strptime(v, f).date()
@@ -294,7 +320,7 @@ def _section_ok(note: _Note, a: dict[str, Any]) -> str | None:
         head = ""
         if j >= 0:
             s0 = sections.ranges[j][0]
-            head = note.text[s0: note.text.find("\n", s0) if "\n" in note.text[s0:] else len(note.text)]
+            head = note.text[s0 : note.text.find("\n", s0) if "\n" in note.text[s0:] else len(note.text)]
         return None if (_PERFORMED.search(seg) or _PERFORMED.search(head)) else "section:plan"
     return None
 
@@ -347,39 +373,45 @@ def _side_headers(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def _side_for(note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]]) -> tuple[str | None, str]:
+def _side_for(
+    note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]]
+) -> tuple[str | None, str]:
     text = note.text
     seg_start = note.segs.ranges[m["ctx"]["segment"]][0] if m["ctx"]["segment"] >= 0 else 0
     lo = max(seg_start, m["start"] - 60)
     if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"]:
         lo = max(lo, prev["end"])
-    window = text[lo: m["start"]]
+    window = text[lo : m["start"]]
     # stop at a clause break so "… of the right arm. FCR" does not reach back
     cut = max(window.rfind(";"), window.rfind(". "), window.rfind("\n"))
     if cut >= 0:
-        window = window[cut + 1:]
-    found = None
-    for t in _SIDE_TOKEN.finditer(window):
-        found = t
-    if found:
-        return side_of(found.group(0)), "side-before"
-    after = text[m["end"]: m["end"] + 30]
+        window = window[cut + 1 :]
+    toks = list(_SIDE_TOKEN.finditer(window))
+    if toks:
+        last = toks[-1]
+        if len(toks) >= 2:
+            prev_t = toks[-2]
+            pair = {side_of(prev_t.group(0)), side_of(last.group(0))}
+            if pair == {"L", "R"} and re.fullmatch(r"\s*(?:and|&|/|,|or)\s*(?:the\s+)?", window[prev_t.end(): last.start()]):
+                return "B", "side-before"
+        return side_of(last.group(0)), "side-before"
+    after = text[m["end"] : m["end"] + 30]
     am = _SIDE_AFTER.match(after)
     if am:
         nxt = [x for x in note.labels("MUSCLE") if x["start"] > m["end"]]
-        tail = after[am.end():].lstrip(" ,")
+        tail = after[am.end() :].lstrip(" ,")
         if not (nxt and nxt[0]["start"] <= m["end"] + am.end() + 3 and not tail.startswith(("(", "-"))):
             return side_of(am.group("s").replace("both sides", "both")), "side-after"
     line_start = text.rfind("\n", 0, m["start"]) + 1
     line_end = text.find("\n", m["end"])
-    line = text[line_start: line_end if line_end >= 0 else len(text)]
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
     if "|" in line or "\t" in line or "   " in line:
         for cell in _CELL_SPLIT.split(line):
             s = side_of(cell) if cell and len(cell) <= 12 else None
             if s:
                 return s, "side-table"
     if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"] and prev.get("side"):
-        between = text[prev["end"]: m["start"]]
+        between = text[prev["end"] : m["start"]]
         if len(between) < 80 and not re.search(r"[.;:]\s", between):
             return prev["side"], "side-list"
     inside = [side for hs, he, side in headers if hs <= m["start"] < he]
@@ -391,6 +423,7 @@ def _side_for(note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, heade
 # ----------------------------------------------------------------------------------------------
 # doses
 
+
 def _concentration(note: _Note) -> float | None:
     vial = note.labels("VIAL")
     for c in note.labels("CONC"):
@@ -401,8 +434,9 @@ def _concentration(note: _Note) -> float | None:
     return None
 
 
-def _dose_for(note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: dict[str, Any] | None,
-              conc: float | None, used: set[int]) -> tuple[float | None, dict[str, Any] | None]:
+def _dose_for(
+    note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: dict[str, Any] | None, conc: float | None, used: set[int]
+) -> tuple[float | None, dict[str, Any] | None]:
     """Units injected at muscle mention ``m`` (per side), and the dose span used."""
     seg = m["ctx"]["segment"]
     text = note.text
@@ -414,11 +448,11 @@ def _dose_for(note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: 
     pick = None
     if before:
         a = before[-1]
-        if _CONNECT_BEFORE.fullmatch(text[a["end"]: m["start"]]):
+        if _CONNECT_BEFORE.fullmatch(text[a["end"] : m["start"]]):
             pick = a
     if pick is None and after:
         a = after[0]
-        gap = text[m["end"]: a["start"]]
+        gap = text[m["end"] : a["start"]]
         if _CONNECT_AFTER.fullmatch(gap):
             pick = a
     if pick is None:
@@ -426,7 +460,7 @@ def _dose_for(note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: 
     if pick["label"] == "DOSE":
         return float(pick["total_units"]), pick
     ml = pick.get("ml")
-    follow = text[pick["end"]: pick["end"] + 40]
+    follow = text[pick["end"] : pick["end"] + 40]
     cm = [c for c in note.labels("CONC") if pick["end"] <= c["start"] <= pick["end"] + 12 and c.get("units_per_ml")]
     if ml and cm:
         return float(ml) * float(cm[0]["units_per_ml"]), pick
@@ -440,6 +474,7 @@ def _dose_for(note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: 
 
 # ----------------------------------------------------------------------------------------------
 # the main function
+
 
 def facts_from_doc(doc: Doc) -> Facts:
     """Everything the mapper needs, from a Doc processed by the btx pipeline."""
@@ -472,7 +507,7 @@ def _product(note: _Note, f: Facts) -> None:
             f.excluded.append(Excluded("PRODUCT", a["text"], _mention_block(note, a) or "", a["start"]))
             continue
         p = a["product"]
-        near = note.text[max(0, a["start"] - 30): a["end"] + 30]
+        near = note.text[max(0, a["start"] - 30) : a["end"] + 30]
         bonus = 2.0 if re.search(r"\d\s*(?:units?|u)\b|vial", near, re.IGNORECASE) else 0.0
         if p == "botox" and a["text"].lower() == "botox":
             bonus -= 0.5  # "Botox" is often used for any toxin
@@ -519,7 +554,7 @@ def _injections(note: _Note, f: Facts) -> None:
         reason = _mention_block(note, m)
         seg = m["ctx"]["segment"]
         seg_text = note.seg_text(seg)
-        if reason is None and _LANDMARK.match(text[m["end"]: m["end"] + 25]):
+        if reason is None and _LANDMARK.match(text[m["end"] : m["end"] + 25]):
             reason = "landmark"
         if reason is None:
             head = block_cue.get(seg)
@@ -528,7 +563,8 @@ def _injections(note: _Note, f: Facts) -> None:
             if head is not None and head != seg and not has_toxin:
                 has_toxin = head in toxin_segments or note.seg_has(head, "DOSE")
                 other_agent = other_agent or any(
-                    x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(head, ()))
+                    x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(head, ())
+                )
             if (other_agent or note.seg_has(seg, "AGENT")) and not has_toxin:
                 reason = "other injectate"
             elif not (_INJECT_CUE.search(seg_text) or head is not None):
@@ -547,14 +583,25 @@ def _injections(note: _Note, f: Facts) -> None:
         if side is None and dose_span is not None and dose_span.get("per_side"):
             side, side_rule = "B", "side-per-side-dose"
         sides = [side] if side in ("L", "R", None) else ["L", "R"]
-        if side == "B" and units is not None and dose_span is not None and _DIVIDED.search(
-                text[max(0, dose_span["start"] - 25): dose_span["end"] + 25]):
+        if (
+            side == "B"
+            and units is not None
+            and dose_span is not None
+            and _DIVIDED.search(text[max(0, dose_span["start"] - 25) : dose_span["end"] + 25])
+        ):
             units = units / 2
         for s in sides:
             key = (mus.muscle_id, s)
             inj = Injection(
-                muscle_id=mus.muscle_id, name=mus.name, region=mus.region, side=s, units=units,
-                count_ids=mus.count_ids, is_group=mus.is_group, evidence=_ev(text, m), side_rule=side_rule,
+                muscle_id=mus.muscle_id,
+                name=mus.name,
+                region=mus.region,
+                side=s,
+                units=units,
+                count_ids=mus.count_ids,
+                is_group=mus.is_group,
+                evidence=_ev(text, m),
+                side_rule=side_rule,
             )
             if key in seen:
                 old = f.injections[seen[key]]
@@ -581,8 +628,15 @@ def _cancellation(note: _Note, f: Facts) -> None:
     negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
     if cancel is None and negated is None:
         return
-    performed = [i for i in f.injections if re.search(r"\bwas injected|\bwere injected|\binjected (?:into|in|to)\b|\badministered\b",
-                                                       note.seg_text(note.segs.index(i.evidence.start)), re.IGNORECASE)]
+    performed = [
+        i
+        for i in f.injections
+        if re.search(
+            r"\bwas injected|\bwere injected|\binjected (?:into|in|to)\b|\badministered\b",
+            note.seg_text(note.segs.index(i.evidence.start)),
+            re.IGNORECASE,
+        )
+    ]
     if performed and negated is None:
         return
     for i in f.injections:
@@ -598,11 +652,27 @@ _REGION_SIDE = re.compile(
     r"leg|lower (?:extremity|limb)|calf|foot|ankle|knee|thigh|hip|vocal (?:fold|cord)s?|thyroarytenoids?|axillae?|parotids?)\b",
     re.IGNORECASE,
 )
-_REGION_OF_WORD = {"face": "facial", "hemiface": "facial", "hemi-face": "facial", "facial": "facial", "eye": "facial",
-                   "eyes": "facial", "eyelid": "facial", "eyelids": "facial", "lid": "facial", "lids": "facial",
-                   "neck": "neck", "cervical": "neck", "vocal": "larynx", "thyroarytenoid": "larynx",
-                   "thyroarytenoids": "larynx", "axilla": "axilla", "axillae": "axilla", "parotid": "salivary",
-                   "parotids": "salivary"}
+_REGION_OF_WORD = {
+    "face": "facial",
+    "hemiface": "facial",
+    "hemi-face": "facial",
+    "facial": "facial",
+    "eye": "facial",
+    "eyes": "facial",
+    "eyelid": "facial",
+    "eyelids": "facial",
+    "lid": "facial",
+    "lids": "facial",
+    "neck": "neck",
+    "cervical": "neck",
+    "vocal": "larynx",
+    "thyroarytenoid": "larynx",
+    "thyroarytenoids": "larynx",
+    "axilla": "axilla",
+    "axillae": "axilla",
+    "parotid": "salivary",
+    "parotids": "salivary",
+}
 
 
 def _region_side_hints(note: _Note, f: Facts) -> dict[str, set[str]]:
@@ -672,7 +742,7 @@ def _block_cues(note: _Note) -> dict[int, int | None]:
     active: int | None = None
     for i, (s, e) in enumerate(note.segs.ranges):
         seg = text[s:e]
-        blank_before = "\n\n" in text[max(0, s - 4): s + 1] or "\n \n" in text[max(0, s - 5): s + 1]
+        blank_before = "\n\n" in text[max(0, s - 4) : s + 1] or "\n \n" in text[max(0, s - 5) : s + 1]
         new_section = sections.ranges[sections.index(s)][0] == s if sections.index(s) >= 0 else False
         if blank_before or new_section:
             active = None
@@ -694,15 +764,17 @@ def _neurolysis(note: _Note, f: Facts) -> None:
         prev = a
         seg = a["ctx"]["segment"]
         reason = _mention_block(note, a)
-        agent = any(x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" and _context_block(x["ctx"]) is None
-                    for x in note.by_seg.get(seg, ()))
+        agent = any(
+            x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" and _context_block(x["ctx"]) is None
+            for x in note.by_seg.get(seg, ())
+        )
         if reason is None and not agent:
             reason = "no neurolytic agent"
         if reason is not None:
             f.excluded.append(Excluded("NERVE", a["text"], reason, a["start"]))
             continue
         nid = a["ids"][0]
-        for s in ([side] if side != "B" else ["L", "R"]):
+        for s in [side] if side != "B" else ["L", "R"]:
             if (nid, s) in seen:
                 continue
             if s is None and any(k[0] == nid for k in seen):
@@ -725,17 +797,23 @@ def _amounts(note: _Note, f: Facts) -> None:
             continue
         seg = cue["ctx"]["segment"]
         after = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= d["start"] - cue["end"] <= 70]
-        before = [d for d in allowed if d["ctx"]["segment"] == seg and 0 <= cue["start"] - d["end"] <= 8
-                  and re.fullmatch(r"\s*(?:in\s+|as\s+a\s+|for\s+a\s+)?", text[d["end"]: cue["start"]])]
+        before = [
+            d
+            for d in allowed
+            if d["ctx"]["segment"] == seg
+            and 0 <= cue["start"] - d["end"] <= 8
+            and re.fullmatch(r"\s*(?:in\s+|as\s+a\s+|for\s+a\s+)?", text[d["end"] : cue["start"]])
+        ]
         pick = before[-1] if before else (after[0] if after else None)
         if pick is None:
             continue
-        gap = text[cue["end"]: pick["start"]] if pick["start"] >= cue["end"] else ""
+        gap = text[cue["end"] : pick["start"]] if pick["start"] >= cue["end"] else ""
         if re.search(r"\b(?:ml|cc|volume|vials?)\b", gap, re.IGNORECASE) and not re.search(
-                r"\b(?:units?|dose)\b", gap, re.IGNORECASE):
+            r"\b(?:units?|dose)\b", gap, re.IGNORECASE
+        ):
             continue
         line_start = text.rfind("\n", 0, cue["start"]) + 1
-        opened = text[line_start: cue["start"]].count("(") > text[line_start: cue["start"]].count(")")
+        opened = text[line_start : cue["start"]].count("(") > text[line_start : cue["start"]].count(")")
         found.append((opened, pick))
     if found:
         outside = [p for opened, p in found if not opened]
@@ -745,12 +823,16 @@ def _amounts(note: _Note, f: Facts) -> None:
     if f.stated_total is None:
         prods = [a for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None]
         for d in allowed:
-            near = [p for p in prods if p["ctx"]["segment"] == d["ctx"]["segment"] and (
-                0 <= d["start"] - p["end"] <= 4 or 0 <= p["start"] - d["end"] <= 12)]
+            near = [
+                p
+                for p in prods
+                if p["ctx"]["segment"] == d["ctx"]["segment"]
+                and (0 <= d["start"] - p["end"] <= 4 or 0 <= p["start"] - d["end"] <= 12)
+            ]
             if not near:
                 continue
-            tail = text[d["end"]: d["end"] + 30]
-            head = text[max(0, min(d["start"], near[0]["start"]) - 30): min(d["start"], near[0]["start"])]
+            tail = text[d["end"] : d["end"] + 30]
+            head = text[max(0, min(d["start"], near[0]["start"]) - 30) : min(d["start"], near[0]["start"])]
             if _ADMIN_AFTER.match(tail) or _ADMIN_BEFORE.search(head):
                 f.stated_total = float(d["total_units"])
                 f.administered_evidence = [_ev(text, d)]
@@ -764,8 +846,9 @@ def _amounts(note: _Note, f: Facts) -> None:
         f.administered_units, f.administered_source = f.sum_units, "sum_of_muscles"
         f.administered_evidence = [i.evidence for i in f.injections if i.units is not None]
     else:
-        prod_segs = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab)
-                     if _mention_block(note, a) is None}
+        prod_segs = {
+            a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None
+        }
         for d in allowed:
             if d["ctx"]["segment"] in prod_segs:
                 f.administered_units, f.administered_source = float(d["total_units"]), "product_dose"
@@ -773,8 +856,9 @@ def _amounts(note: _Note, f: Facts) -> None:
                 break
         else:
             # doses given without a muscle in their sentence ("2.5 units in 0.1 mL was injected")
-            loose = [d for d in allowed if _INJECTED.search(note.seg_text(d["ctx"]["segment"]))
-                     and d["start"] not in note.used_doses]
+            loose = [
+                d for d in allowed if _INJECTED.search(note.seg_text(d["ctx"]["segment"])) and d["start"] not in note.used_doses
+            ]
             if loose and f.injections:
                 f.administered_units = float(sum(d["total_units"] for d in loose))
                 f.administered_source = "unattributed_doses"
@@ -785,12 +869,15 @@ def _amounts(note: _Note, f: Facts) -> None:
         same = [v for v in vials if v["ctx"]["segment"] == first_seg]
         f.vial_units = float(sum(v["units"] for v in same))
         f.vial_evidence = [_ev(text, v) for v in same]
-    wastes = [a for a in note.labels("WASTE") if not (a["ctx"]["hypothetical"] or a["ctx"]["historical"])
-              or a["ctx"]["section"] == "plan"]
+    wastes = [
+        a
+        for a in note.labels("WASTE")
+        if not (a["ctx"]["hypothetical"] or a["ctx"]["historical"]) or a["ctx"]["section"] == "plan"
+    ]
     if wastes:
         f.discarded_units = float(wastes[0]["units"])
         f.discarded_evidence = [_ev(text, wastes[0])]
-    elif [a for a in note.labels("NOWASTE")]:
+    elif list(note.labels("NOWASTE")):
         f.no_waste = True
         f.discarded_units = 0.0
         f.discarded_evidence = [_ev(text, note.labels("NOWASTE")[0])]
@@ -827,9 +914,10 @@ def _guidance(note: _Note, f: Facts) -> None:
     inj_segs = [note.segs.index(i.evidence.start) for i in f.injections]
     for a in note.labels("GUIDANCE"):
         seg = a["ctx"]["segment"]
-        neuro_only = (note.seg_has(seg, "NERVE") or any(
-            x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" for x in note.by_seg.get(seg, ()))) and not (
-            note.seg_has(seg, "PRODUCT", "TOXIN", "MUSCLE", "DOSE"))
+        neuro_only = (
+            note.seg_has(seg, "NERVE")
+            or any(x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" for x in note.by_seg.get(seg, ()))
+        ) and not (note.seg_has(seg, "PRODUCT", "TOXIN", "MUSCLE", "DOSE"))
         if neuro_only:
             continue
         ctx = a["ctx"]
@@ -855,7 +943,7 @@ def _guidance(note: _Note, f: Facts) -> None:
                 targets = [k for k, i in enumerate(f.injections) if i.region in best[1]]
         if not targets:
             line_end = text.find("\n", a["end"])
-            line = text[text.rfind("\n", 0, a["start"]) + 1: line_end if line_end >= 0 else len(text)]
+            line = text[text.rfind("\n", 0, a["start"]) + 1 : line_end if line_end >= 0 else len(text)]
             if line.rstrip().endswith(":") and line_end >= 0:
                 block_end = text.find("\n\n", line_end)
                 block_end = block_end if block_end >= 0 else len(text)
@@ -889,19 +977,32 @@ def _guidance(note: _Note, f: Facts) -> None:
 
 
 _QUAL = {
-    "intractable": (re.compile(r"\bintractable|\brefractory|pharmaco-?resistant", re.I),
-                    re.compile(r"\bnot intractable|without (?:mention of )?intractab", re.I)),
+    "intractable": (
+        re.compile(r"\bintractable|\brefractory|pharmaco-?resistant", re.I),
+        re.compile(r"\bnot intractable|without (?:mention of )?intractab", re.I),
+    ),
     "status": (re.compile(r"with status migrainosus", re.I), re.compile(r"without status", re.I)),
     "aura": (re.compile(r"\bwith aura\b", re.I), re.compile(r"without aura", re.I)),
     "chronic": (re.compile(r"\bchronic\b", re.I), re.compile(r"\bacute\b", re.I)),
     "secondary": (re.compile(r"\bsecondary (?:focal )?hyperhidrosis|hyperhidrosis (?:secondary|due) to", re.I), None),
 }
-_CP_TYPE = [("quadriplegic", r"quadripleg|quadripar|tetrapleg|tetrapar|four[- ]limb"), ("diplegic", r"dipleg|dipar"),
-            ("hemiplegic", r"hemipleg|hemipar"), ("athetoid", r"athetoid|dyskinetic|dystonic cerebral palsy")]
-_MS_TYPE = [("relapsing", r"relapsing|\brrms\b"), ("primary", r"primary[- ]progressive|\bppms\b"),
-            ("secondary", r"secondary[- ]progressive|\bspms\b")]
-_HH_SITE = [("axilla", r"axill|underarm"), ("palm", r"palm|\bhands?\b"), ("sole", r"plantar|\bsoles?\b|\bfeet\b|\bfoot\b"),
-            ("face", r"facial|craniofacial|\bface\b|scalp|forehead")]
+_CP_TYPE = [
+    ("quadriplegic", r"quadripleg|quadripar|tetrapleg|tetrapar|four[- ]limb"),
+    ("diplegic", r"dipleg|dipar"),
+    ("hemiplegic", r"hemipleg|hemipar"),
+    ("athetoid", r"athetoid|dyskinetic|dystonic cerebral palsy"),
+]
+_MS_TYPE = [
+    ("relapsing", r"relapsing|\brrms\b"),
+    ("primary", r"primary[- ]progressive|\bppms\b"),
+    ("secondary", r"secondary[- ]progressive|\bspms\b"),
+]
+_HH_SITE = [
+    ("axilla", r"axill|underarm"),
+    ("palm", r"palm|\bhands?\b"),
+    ("sole", r"plantar|\bsoles?\b|\bfeet\b|\bfoot\b"),
+    ("face", r"facial|craniofacial|\bface\b|scalp|forehead"),
+]
 _REGION_HH = {"axilla": "axilla", "palm": "palm", "sole": "sole", "skin_other": "face"}
 
 
@@ -911,7 +1012,7 @@ def _diagnoses(note: _Note, f: Facts) -> None:
     in_dx = [a for a in mentions if a["ctx"]["section"] in _DX_SECTIONS]
     for a in mentions:
         seg_text = note.seg_text(a["ctx"]["segment"])
-        window = text[max(0, a["start"] - 60): a["end"] + 60]
+        window = text[max(0, a["start"] - 60) : a["end"] + 60]
         quals: dict[str, str] = {}
         concept = a["concept"]
         for q, (pos, neg) in _QUAL.items():
@@ -920,8 +1021,8 @@ def _diagnoses(note: _Note, f: Facts) -> None:
             elif pos.search(window):
                 quals[q] = "1"
         if concept in ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp", "sixth_nerve_palsy"):
-            near = text[max(0, a["start"] - 25): a["end"] + 25]
-            tokens = list(_SIDE_TOKEN.finditer(text[max(0, a["start"] - 25): a["start"]]))
+            near = text[max(0, a["start"] - 25) : a["end"] + 25]
+            tokens = list(_SIDE_TOKEN.finditer(text[max(0, a["start"] - 25) : a["start"]]))
             if tokens:
                 quals["side"] = side_of(tokens[-1].group(0)) or ""
             else:
@@ -950,8 +1051,11 @@ def _diagnoses(note: _Note, f: Facts) -> None:
                 quals["stroke"] = "hemorrhage"
             else:
                 quals["stroke"] = "infarction"
-        f.diagnoses.append(Diagnosis(concept, tuple(sorted(quals.items())), _ev(text, a),
-                                     a["ctx"]["section"] in _DX_SECTIONS, a["ctx"]["section"]))
+        f.diagnoses.append(
+            Diagnosis(
+                concept, tuple(sorted(quals.items())), _ev(text, a), a["ctx"]["section"] in _DX_SECTIONS, a["ctx"]["section"]
+            )
+        )
     if in_dx:
         keep = {d.concept for d in f.diagnoses if d.in_dx_section}
         f.diagnoses = [d for d in f.diagnoses if d.in_dx_section or d.concept not in keep]
@@ -965,8 +1069,12 @@ def _diagnoses(note: _Note, f: Facts) -> None:
         f.diagnoses = out
     migraine = any(d.concept == "chronic_migraine" for d in f.diagnoses)
     regions = {i.region for i in f.injections}
-    f.migraine_protocol = bool(migraine and regions and regions <= {"facial", "trigeminal", "neck", "trunk"}
-                               and len(regions & {"facial", "trigeminal"}) > 0)
+    f.migraine_protocol = bool(
+        migraine
+        and regions
+        and regions <= {"facial", "trigeminal", "neck", "trunk"}
+        and len(regions & {"facial", "trigeminal"}) > 0
+    )
 
 
 _COSMETIC = re.compile(
@@ -974,10 +1082,32 @@ _COSMETIC = re.compile(
     r"forehead (?:lines?|wrinkles?|rhytids?)|lateral canthal lines?|rhytids|rhytides|wrinkles|cosmetic|aesthetic|self[- ]pay)\b",
     re.IGNORECASE,
 )
-_THERAPEUTIC = {"cervical_dystonia", "blepharospasm", "hemifacial_spasm", "oromandibular_dystonia", "chronic_migraine",
-                "hyperhidrosis", "spasmodic_dysphonia", "sialorrhea", "stroke", "hemiplegia", "cerebral_palsy",
-                "multiple_sclerosis", "spasticity", "overactive_bladder", "neurogenic_bladder", "achalasia", "anal_fissure",
-                "strabismus", "esotropia", "exotropia", "focal_dystonia", "writers_cramp", "torsion_dystonia", "dystonia"}
+_THERAPEUTIC = {
+    "cervical_dystonia",
+    "blepharospasm",
+    "hemifacial_spasm",
+    "oromandibular_dystonia",
+    "chronic_migraine",
+    "hyperhidrosis",
+    "spasmodic_dysphonia",
+    "sialorrhea",
+    "stroke",
+    "hemiplegia",
+    "cerebral_palsy",
+    "multiple_sclerosis",
+    "spasticity",
+    "overactive_bladder",
+    "neurogenic_bladder",
+    "achalasia",
+    "anal_fissure",
+    "strabismus",
+    "esotropia",
+    "exotropia",
+    "focal_dystonia",
+    "writers_cramp",
+    "torsion_dystonia",
+    "dystonia",
+}
 
 
 def _cosmetic(note: _Note, f: Facts) -> None:
@@ -997,7 +1127,7 @@ def _listed_codes(note: _Note, f: Facts) -> None:
         if a.get("units_text"):
             units = int(to_number(a["units_text"]) or 1)
         else:
-            tail = re.match(r"\s*(?:x|×|times|\*)\s*(\w+)", text[a["end"]: a["end"] + 14], re.I)
+            tail = re.match(r"\s*(?:x|×|times|\*)\s*(\w+)", text[a["end"] : a["end"] + 14], re.I)
             if tail and to_number(tail.group(1)):
                 units = int(to_number(tail.group(1)) or 1)
         kind = a["kind"]
@@ -1006,11 +1136,12 @@ def _listed_codes(note: _Note, f: Facts) -> None:
             if not (code[0].isalpha() or code.startswith(("6", "9", "4", "5", "2", "3", "7"))):
                 continue
             # a bare 5-digit number is a code only in a codes section or next to other codes/"CPT"
-            ctx_text = text[max(0, a["start"] - 40): a["start"]]
+            ctx_text = text[max(0, a["start"] - 40) : a["start"]]
             if a["ctx"]["section"] != "codes" and not re.search(r"cpt|code|hcpcs|billing|charge", ctx_text, re.I):
                 continue
         elif a["ctx"]["section"] not in ("diagnosis", "assessment_plan", "codes") and not re.search(
-                r"icd|dx|diagnos", text[max(0, a["start"] - 60): a["start"]], re.I):
+            r"icd|dx|diagnos", text[max(0, a["start"] - 60) : a["start"]], re.I
+        ):
             continue
         f.listed_codes.append(ListedCode(a["code"], kind, a.get("modifier"), units, _ev(text, a)))
 

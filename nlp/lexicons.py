@@ -119,8 +119,12 @@ def muscles() -> dict[str, Muscle]:
     out = {}
     for r in table("lexicon/muscles.csv"):
         out[r["muscle_id"]] = Muscle(
-            muscle_id=r["muscle_id"], name=r["name"], region=r["region"], counts_as=r.get("counts_as", ""),
-            members=tuple(split(r.get("members", ""))), is_group=r.get("is_group", "0") == "1",
+            muscle_id=r["muscle_id"],
+            name=r["name"],
+            region=r["region"],
+            counts_as=r.get("counts_as", ""),
+            members=tuple(split(r.get("members", ""))),
+            is_group=r.get("is_group", "0") == "1",
             source_id=r["source_id"],
         )
     return out
@@ -158,7 +162,7 @@ def split_alternatives(pattern: str) -> list[str]:
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":
-            cur.append(pattern[i: i + 2])
+            cur.append(pattern[i : i + 2])
             i += 2
             continue
         if in_class:
@@ -199,7 +203,7 @@ def _expand_leading_group(body: str) -> list[str]:
             if depth == 0:
                 break
         i += 1
-    inner, rest = body[3:i], body[i + 1:]
+    inner, rest = body[3:i], body[i + 1 :]
     if rest[:1] in ("?", "*", "+", "{"):
         return [body]
     return [alt + rest for alt in split_alternatives(inner)]

@@ -7,14 +7,55 @@ import re
 from collections.abc import Sequence
 
 NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "twenty-five": 25,
-    "thirty": 30, "thirty-five": 35, "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60,
-    "seventy": 70, "seventy-five": 75, "eighty": 80, "ninety": 90, "hundred": 100, "one hundred": 100,
-    "a hundred": 100, "two hundred": 200, "three hundred": 300, "four hundred": 400, "five hundred": 500,
-    "one hundred fifty": 150, "one hundred and fifty": 150, "one hundred fifty-five": 155,
-    "a single": 1, "single": 1, "a": 1, "an": 1, "both": 2, "twice": 2, "once": 1,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "twenty-five": 25,
+    "thirty": 30,
+    "thirty-five": 35,
+    "forty": 40,
+    "forty-five": 45,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "seventy-five": 75,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "one hundred": 100,
+    "a hundred": 100,
+    "two hundred": 200,
+    "three hundred": 300,
+    "four hundred": 400,
+    "five hundred": 500,
+    "one hundred fifty": 150,
+    "one hundred and fifty": 150,
+    "one hundred fifty-five": 155,
+    "a single": 1,
+    "single": 1,
+    "a": 1,
+    "an": 1,
+    "both": 2,
+    "twice": 2,
+    "once": 1,
 }
 
 # a number written with digits (1,000 / 2.5 / .5) or as words
@@ -48,10 +89,34 @@ def to_number(text: str) -> float | None:
 
 
 SIDE_WORDS = {
-    "left": "L", "lt": "L", "l": "L", "lft": "L", "left-sided": "L", "left sided": "L", "lue": "L", "lle": "L",
-    "right": "R", "rt": "R", "r": "R", "rght": "R", "right-sided": "R", "right sided": "R", "rue": "R", "rle": "R",
-    "bilateral": "B", "bilaterally": "B", "bilat": "B", "bil": "B", "b/l": "B", "both": "B", "b": "B",
-    "bilat.": "B", "bilateral-": "B", "both sides": "B", "each side": "B", "either side": "B",
+    "left": "L",
+    "lt": "L",
+    "l": "L",
+    "lft": "L",
+    "left-sided": "L",
+    "left sided": "L",
+    "lue": "L",
+    "lle": "L",
+    "right": "R",
+    "rt": "R",
+    "r": "R",
+    "rght": "R",
+    "right-sided": "R",
+    "right sided": "R",
+    "rue": "R",
+    "rle": "R",
+    "bilateral": "B",
+    "bilaterally": "B",
+    "bilat": "B",
+    "bil": "B",
+    "b/l": "B",
+    "both": "B",
+    "b": "B",
+    "bilat.": "B",
+    "bilateral-": "B",
+    "both sides": "B",
+    "each side": "B",
+    "either side": "B",
 }
 
 
@@ -104,10 +169,15 @@ def _word_num_regex() -> re.Pattern[str]:
         from nlp.lexicons import trie_regex
 
         phrases = [k for k in NUMBER_WORDS if k not in ("a", "an", "single", "a single", "both", "twice", "once")]
-        combos = [f"{h} hundred{a}{t}" for h in ("one", "two", "three", "four", "five") for a in ("", " and")
-                  for t in ("", " fifty", " twenty-five", " seventy-five", " fifty-five")]
-        _WORD_NUM = re.compile(r"(?<![A-Za-z0-9])" + trie_regex(sorted(set(phrases + combos))) + r"(?![A-Za-z0-9])",
-                               re.IGNORECASE)
+        combos = [
+            f"{h} hundred{a}{t}"
+            for h in ("one", "two", "three", "four", "five")
+            for a in ("", " and")
+            for t in ("", " fifty", " twenty-five", " seventy-five", " fifty-five")
+        ]
+        _WORD_NUM = re.compile(
+            r"(?<![A-Za-z0-9])" + trie_regex(sorted(set(phrases + combos))) + r"(?![A-Za-z0-9])", re.IGNORECASE
+        )
     return _WORD_NUM
 
 
@@ -122,7 +192,7 @@ def shadow_numbers(text: str) -> str:
         digits = str(int(value)) if value == int(value) else str(value)
         if len(digits) > len(m.group(0)):
             continue
-        parts.append(text[last: m.start()])
+        parts.append(text[last : m.start()])
         parts.append(digits.ljust(len(m.group(0))))
         last = m.end()
     if not parts:

@@ -7,7 +7,6 @@ overlap. Every span in ``doc.spans["btx"]`` gets ``_.btx["ctx"]`` = {section, ne
 hypothetical, declined, rules}.
 """
 
-
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -72,7 +71,7 @@ class ContextTagger:
             if i not in cache:
                 s, e = segs.ranges[i] if i >= 0 else (0, len(text))
                 cache[i] = segment_scopes(text, s, e)
-            ctx = {f: False for f in FLAGS}
+            ctx = dict.fromkeys(FLAGS, False)
             rules = []
             end = attrs["end"]
             for flag, lo, hi, rule_id, ts, te in cache[i]:

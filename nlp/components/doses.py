@@ -6,7 +6,6 @@ WASTE (units discarded), NOWASTE (zero waste documented), REMAINDER_WASTED (the 
 discarded without an amount).
 """
 
-
 import re
 
 from spacy.language import Language
@@ -28,8 +27,10 @@ CONC = re.compile(
     rf"|(?:reconstituted|diluted|mixed|dilution)\s+(?:\w+\s+){{0,4}}?(?:with|in|using|to|:)\s+(?P<v2>{NUM})\s*{_ML}",
     _I,
 )
-_BRANDS = (r"(?:botox|dysport|xeomin|myobloc|daxxify|onabotulinumtoxina|abobotulinumtoxina|incobotulinumtoxina|"
-           r"rimabotulinumtoxinb|daxibotulinumtoxina)")
+_BRANDS = (
+    r"(?:botox|dysport|xeomin|myobloc|daxxify|onabotulinumtoxina|abobotulinumtoxina|incobotulinumtoxina|"
+    r"rimabotulinumtoxinb|daxibotulinumtoxina)"
+)
 VIAL = re.compile(
     rf"(?P<size>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*-?[ \t]*"
     rf"(?:(?:single[- ](?:use|dose)|sdv|unit|{_BRANDS})[ \t]+)?\n?[ \t]*(?:vials?|bottles?)\b(?:[ \t]*[x×][ \t]*(?P<count3>\d+)\b)?"
@@ -41,7 +42,9 @@ VIAL_WORD = re.compile(
     rf"(?P<size2>{NUM})[ \t]*-?[ \t]*{_U}",
     _I,
 )
-_COUNT_BEFORE = re.compile(rf"(?:^|[^\w.])(?P<count>{NUM}|a|an|one)(?:[ \t]*[x×][ \t]*|[ \t]*\([ \t]*\d+[ \t]*\)[ \t]*|[ \t]+)$", _I)
+_COUNT_BEFORE = re.compile(
+    rf"(?:^|[^\w.])(?P<count>{NUM}|a|an|one)(?:[ \t]*[x×][ \t]*|[ \t]*\([ \t]*\d+[ \t]*\)[ \t]*|[ \t]+)$", _I
+)
 _VERB_WASTE = r"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+administered|left[ \t]+over|d/c'?d|disposed)"
 WASTE = re.compile(
     rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}(?:[ \t]+of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:[ \t]*\n[ \t]*(?-i:(?=[a-z]))|[ \t]*)"
@@ -88,7 +91,9 @@ SITES_BEFORE = re.compile(
 
 
 _CELL = re.compile(r"[^|\t]+?(?=\s*(?:\||\t|\s{2,}|$))", re.MULTILINE)
-_UNIT_HEADER = re.compile(r"^\s*(?:units?|u|dose|dose\s*\(u(?:nits)?\)|units?\s*(?:given|injected)|total\s*units?|amount)\s*$", _I)
+_UNIT_HEADER = re.compile(
+    r"^\s*(?:units?|u|dose|dose\s*\(u(?:nits)?\)|units?\s*(?:given|injected)|total\s*units?|amount)\s*$", _I
+)
 _PLAIN_NUM = re.compile(rf"^\s*(?P<n>{NUM})\s*(?:{_U})?\s*$", _I)
 
 
@@ -158,7 +163,7 @@ def find_amounts(doc: Doc) -> list:
         start = m.start()
         count = _num(m, "count3") if m.re is VIAL else None
         if count is None:
-            cm = _COUNT_BEFORE.search(text[max(0, start - 14): start])
+            cm = _COUNT_BEFORE.search(text[max(0, start - 14) : start])
             if cm:
                 count = to_number(cm.group("count"))
                 start -= len(cm.group(0)) - (1 if cm.group(0)[:1] and not cm.group(0)[:1].isalnum() else 0)
@@ -196,8 +201,14 @@ def find_amounts(doc: Doc) -> list:
                 _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": u / per})
                 if re.match(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", m.group(0), _I) and per >= 1:
                     # "Botox 100 units in 10 mL": the whole preparation, usually all of it given
-                    _add(doc, spans, m.start(), m.end(), "DOSE",
-                         {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True})
+                    _add(
+                        doc,
+                        spans,
+                        m.start(),
+                        m.end(),
+                        "DOSE",
+                        {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True},
+                    )
         taken.append((m.start(), m.end()))
     for m in DOSE.finditer(text):
         if not free(m.start(), m.end()):
@@ -205,13 +216,13 @@ def find_amounts(doc: Doc) -> list:
         n = _num(m, "n2", "n") if m.group("n2") else _num(m, "n")
         if n is None:
             continue
-        after = text[m.end(): m.end() + 40]
+        after = text[m.end() : m.end() + 40]
         attrs: dict = {"units": n, "per_side": bool(PER_SIDE.match(after)), "sites": 1}
         sm = SITES.match(after)
         if sm and (k := to_number(sm.group("k"))) and 1 < k <= 40:
             attrs["sites"] = int(k)
         else:
-            bm = SITES_BEFORE.search(text[max(0, m.start() - 30): m.start()])
+            bm = SITES_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
             if bm and (k := to_number(bm.group("k"))) and 1 < k <= 40:
                 attrs["sites"] = int(k)
         attrs["total_units"] = n * attrs["sites"]

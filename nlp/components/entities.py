@@ -5,7 +5,6 @@ GUIDANCE, DX (diagnosis concept), CODE (a code listed in the note), DATE (date o
 Each span's ``._.btx`` dict holds its attributes (ids, method, concept …).
 """
 
-
 import re
 
 from spacy.language import Language
@@ -57,8 +56,14 @@ def find_entities(doc: Doc) -> list:
     for m in pattern.finditer(text):
         row = rows[lexicons.row_of(m)]
         label = "TOXIN" if row["agent_class"] == "toxin" else "AGENT"
-        _add(doc, spans, m.start(), m.end(), label,
-             {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]})
+        _add(
+            doc,
+            spans,
+            m.start(),
+            m.end(),
+            label,
+            {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]},
+        )
     pattern, rows = lexicons.guidance_patterns()
     for m in pattern.finditer(text):
         row = rows[lexicons.row_of(m)]
@@ -68,8 +73,14 @@ def find_entities(doc: Doc) -> list:
         row = rows[lexicons.row_of(m)]
         _add(doc, spans, m.start(), m.end(), "DX", {"concept": row["concept"], "rule_id": row["rule_id"]})
     for m in _CPT.finditer(text):
-        _add(doc, spans, m.start(), m.end(), "CODE",
-             {"code": m.group("code"), "modifier": m.group("mod"), "units_text": m.group("units"), "kind": "procedure"})
+        _add(
+            doc,
+            spans,
+            m.start(),
+            m.end(),
+            "CODE",
+            {"code": m.group("code"), "modifier": m.group("mod"), "units_text": m.group("units"), "kind": "procedure"},
+        )
     for rx, kind in ((_ICD10, "ICD-10-CM"), (_ICD9, "ICD-9-CM")):
         for m in rx.finditer(text):
             _add(doc, spans, m.start(), m.end(), "CODE", {"code": m.group("code"), "kind": kind})

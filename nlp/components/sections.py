@@ -5,7 +5,6 @@ CSV-flattened notes); unknown ``Field:`` labels do not start a new section. Segm
 list lines and table rows; wrapped prose lines (next line starting in lower case) are joined.
 """
 
-
 import functools
 import re
 
@@ -78,11 +77,11 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
         end_char = text[m.end() - 1] if m.end() > m.start() else ""
         if end_char != ":":
             # a header without a colon must be an upper-case line of its own
-            line = text[m.start("title"): m.end()].strip()
+            line = text[m.start("title") : m.end()].strip()
             if not line.isupper():
                 continue
         heads.append((m.start("title"), m.end(), cat, norm))
-        inline = text[m.end(): text.find("\n", m.end()) if "\n" in text[m.end():] else len(text)].strip()
+        inline = text[m.end() : text.find("\n", m.end()) if "\n" in text[m.end() :] else len(text)].strip()
         if inline and cat in _PARAGRAPH_SCOPED:
             if cat in _LINE_SCOPED:
                 brk = _LINE_END.search(text, m.end())
@@ -93,7 +92,7 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
     heads.sort(key=lambda h: h[0])
     out: list[tuple[int, int, str, str]] = []
     prev_end, prev_cat, prev_title = 0, "none", ""
-    for start, body_start, cat, title in heads:
+    for start, _body_start, cat, title in heads:
         if start > prev_end or not out:
             out.append((prev_end, start, prev_cat, prev_title))
         prev_end, prev_cat, prev_title = start, cat, title
@@ -108,13 +107,13 @@ def find_segments(text: str) -> list[tuple[int, int]]:
         pos = m.start()
         if m.group(0) == "\n":
             before = text[:pos].rstrip(" \t")
-            after = text[m.end(): m.end() + 2]
+            after = text[m.end() : m.end() + 2]
             # join a wrapped prose line: previous line does not end a clause, next starts lower case
             if before and before[-1] not in ".:;!?|" and after[:1].islower() and "\n" not in after[:1]:
                 continue
             cuts.append(m.end())
             continue
-        if text[pos - 1: pos] == "." and _ABBREV.search(text[max(0, pos - 8): pos]):
+        if text[pos - 1 : pos] == "." and _ABBREV.search(text[max(0, pos - 8) : pos]):
             continue
         cuts.append(m.end())
     cuts.append(len(text))

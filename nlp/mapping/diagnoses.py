@@ -16,8 +16,16 @@ from nlp.loaders import Row, is_active, split, table
 from nlp.mapping.model import Claim, DiagnosisCode
 
 ICD10_START = date(2015, 10, 1)
-SPECIFIC_DYSTONIA = {"cervical_dystonia", "blepharospasm", "oromandibular_dystonia", "writers_cramp", "focal_dystonia",
-                     "torsion_dystonia", "spasmodic_dysphonia", "hemifacial_spasm"}
+SPECIFIC_DYSTONIA = {
+    "cervical_dystonia",
+    "blepharospasm",
+    "oromandibular_dystonia",
+    "writers_cramp",
+    "focal_dystonia",
+    "torsion_dystonia",
+    "spasmodic_dysphonia",
+    "hemifacial_spasm",
+}
 
 
 def code_system(dos: date) -> str:
@@ -137,13 +145,17 @@ def _combine(facts: Facts) -> list[tuple[str, dict[str, str], list[Evidence]]]:
     return [(c, q, ev) for c, (q, ev) in out.items()]
 
 
-def diagnosis_codes(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim,
-                    visit_only: bool = False) -> list[DiagnosisCode]:
+def diagnosis_codes(
+    facts: Facts, dos: date, options: tuple[str, ...], claim: Claim, visit_only: bool = False
+) -> list[DiagnosisCode]:
     """Diagnosis codes supporting the injected regions, ordered as found, then codes the note lists.
     With ``visit_only`` (no procedure today) every relevant diagnosis stated outside the history is kept."""
     if visit_only:
-        facts = Facts(diagnoses=[d for d in facts.diagnoses if d.in_dx_section or d.section not in ("history",)],
-                      handedness=facts.handedness, listed_codes=facts.listed_codes)
+        facts = Facts(
+            diagnoses=[d for d in facts.diagnoses if d.in_dx_section or d.section not in ("history",)],
+            handedness=facts.handedness,
+            listed_codes=facts.listed_codes,
+        )
     regions = {i.region for i in facts.injections}
     if visit_only:
         regions = {"*"} | {r for s in _supports().values() for r in s}
@@ -168,12 +180,16 @@ def diagnosis_codes(facts: Facts, dos: date, options: tuple[str, ...], claim: Cl
             if any(d.code == site_row["code"] for d in out):
                 continue
             qtxt = ", ".join(f"{k}={v}" for k, v in sorted(quals.items()) if v)
-            out.append(DiagnosisCode(
-                system=system, code=site_row["code"], description=site_row["description"].replace(";", ","),
-                rule=site_row["rule_id"],
-                reason=f"{concept.replace('_', ' ')}{f' ({qtxt})' if qtxt else ''} documented; {system} on {dos.isoformat()}",
-                evidence=evidence,
-            ))
+            out.append(
+                DiagnosisCode(
+                    system=system,
+                    code=site_row["code"],
+                    description=site_row["description"].replace(";", ","),
+                    rule=site_row["rule_id"],
+                    reason=f"{concept.replace('_', ' ')}{f' ({qtxt})' if qtxt else ''} documented; {system} on {dos.isoformat()}",
+                    evidence=evidence,
+                )
+            )
     for lc in facts.listed_codes:
         if lc.kind not in ("ICD-10-CM", "ICD-9-CM"):
             continue
@@ -185,8 +201,16 @@ def diagnosis_codes(facts: Facts, dos: date, options: tuple[str, ...], claim: Cl
             continue
         if any(d.code == lc.code for d in out):
             continue
-        out.append(DiagnosisCode(system, lc.code, desc, "DX-LISTED", f"listed in the note and valid in {system} on {dos.isoformat()}",
-                                 [lc.evidence]))
+        out.append(
+            DiagnosisCode(
+                system,
+                lc.code,
+                desc,
+                "DX-LISTED",
+                f"listed in the note and valid in {system} on {dos.isoformat()}",
+                [lc.evidence],
+            )
+        )
     if not out and (facts.injections or facts.nerves) and not visit_only:
         claim.warn("DX_NOT_FOUND")
     return out

@@ -40,8 +40,11 @@ def resolve_product(facts: Facts, dos: date, claim: Claim) -> str | None:
     products = lexicons.products()
     if facts.product:
         if len(facts.products_named) > 1:
-            claim.warn("MULTIPLE_PRODUCTS", products=", ".join(products[p]["brand"] for p in facts.products_named),
-                       chosen=products[facts.product]["brand"])
+            claim.warn(
+                "MULTIPLE_PRODUCTS",
+                products=", ".join(products[p]["brand"] for p in facts.products_named),
+                chosen=products[facts.product]["brand"],
+            )
         return facts.product
     cands = _candidates(facts.serotype, dos)
     if len(cands) == 1 and facts.serotype:
@@ -77,8 +80,11 @@ def drug_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) 
         per = float(hrow["units_per_billing_unit"])
     rules = {r["kind"]: r for r in active(table("rules/drug.csv"), dos, options)}
     admin_bu = math.ceil(admin / per - EPS)
-    source = {"stated_total": "stated total", "sum_of_muscles": "sum of the muscle doses",
-              "product_dose": "dose stated with the product"}.get(facts.administered_source or "", "documented")
+    source = {
+        "stated_total": "stated total",
+        "sum_of_muscles": "sum of the muscle doses",
+        "product_dose": "dose stated with the product",
+    }.get(facts.administered_source or "", "documented")
     per_txt = f"{per:g} U" if per != 1 else "1 U"
     reason = f"{brand} {admin:g} U administered ({source}) at {per_txt} per billing unit, rounded up: {admin_bu}"
     evidence = list(facts.product_evidence[:1]) + list(facts.administered_evidence)
@@ -97,22 +103,53 @@ def drug_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) 
     waste_ev = list(facts.discarded_evidence) + list(facts.vial_evidence)
     if "waste_same_line" in rules and disc_bu > 0:
         r = rules["waste_same_line"]
-        lines.append(ClaimLine("HCPCS", code, admin_bu + disc_bu, [], desc, r["rule_id"],
-                               f"{reason}; plus {disc_bu} discarded on the same line ({r['reason']})",
-                               evidence + waste_ev, kind="drug"))
+        lines.append(
+            ClaimLine(
+                "HCPCS",
+                code,
+                admin_bu + disc_bu,
+                [],
+                desc,
+                r["rule_id"],
+                f"{reason}; plus {disc_bu} discarded on the same line ({r['reason']})",
+                evidence + waste_ev,
+                kind="drug",
+            )
+        )
         return lines
     mods: list[str] = []
     if disc_bu == 0 and "no_waste_jz" in rules and (facts.no_waste or (disc is not None and disc_bu == 0)):
         mods = ["JZ"]
         reason += "; no waste documented, so JZ"
         evidence += waste_ev
-    lines.append(ClaimLine("HCPCS", code, admin_bu, mods, desc, rules["no_waste_jz"]["rule_id"] if mods else adm["rule_id"],
-                           reason, evidence, kind="drug"))
+    lines.append(
+        ClaimLine(
+            "HCPCS",
+            code,
+            admin_bu,
+            mods,
+            desc,
+            rules["no_waste_jz"]["rule_id"] if mods else adm["rule_id"],
+            reason,
+            evidence,
+            kind="drug",
+        )
+    )
     if disc_bu > 0 and "waste_jw" in rules:
         r = rules["waste_jw"]
-        lines.append(ClaimLine("HCPCS", code, disc_bu, ["JW"], desc, r["rule_id"],
-                               f"{brand} {disc:g} U discarded at {per_txt} per billing unit, rounded down: {disc_bu}",
-                               waste_ev, kind="drug"))
+        lines.append(
+            ClaimLine(
+                "HCPCS",
+                code,
+                disc_bu,
+                ["JW"],
+                desc,
+                r["rule_id"],
+                f"{brand} {disc:g} U discarded at {per_txt} per billing unit, rounded down: {disc_bu}",
+                waste_ev,
+                kind="drug",
+            )
+        )
     if disc is None and not facts.no_waste and dos >= date(2017, 1, 1):
         detail = f"{vial:g} U opened, {admin:g} U given" if vial else "no vial size or waste statement"
         claim.warn("WASTAGE_UNDOCUMENTED", detail=detail)

@@ -32,9 +32,15 @@ class ClaimLine:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "system": self.system, "code": self.code, "units": self.units, "modifiers": list(self.modifiers),
-            "description": self.description, "rule": self.rule, "reason": self.reason,
-            "evidence": [e.as_dict() for e in _dedupe(self.evidence)], "confidence": self.confidence,
+            "system": self.system,
+            "code": self.code,
+            "units": self.units,
+            "modifiers": list(self.modifiers),
+            "description": self.description,
+            "rule": self.rule,
+            "reason": self.reason,
+            "evidence": [e.as_dict() for e in _dedupe(self.evidence)],
+            "confidence": self.confidence,
         }
 
 
@@ -50,8 +56,12 @@ class DiagnosisCode:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "system": self.system, "code": self.code, "description": self.description, "rule": self.rule,
-            "reason": self.reason, "evidence": [e.as_dict() for e in _dedupe(self.evidence)],
+            "system": self.system,
+            "code": self.code,
+            "description": self.description,
+            "rule": self.rule,
+            "reason": self.reason,
+            "evidence": [e.as_dict() for e in _dedupe(self.evidence)],
             "confidence": self.confidence,
         }
 

@@ -65,25 +65,49 @@ def _band(rows: list[Row], role: str, count: int) -> Row | None:
     return None
 
 
-def _line(row: Row, units: int, modifiers: list[str], evidence: list[Evidence], reason: str, kind: str = "procedure",
-          sources: list[Injection] | None = None) -> ClaimLine:
+def _line(
+    row: Row,
+    units: int,
+    modifiers: list[str],
+    evidence: list[Evidence],
+    reason: str,
+    kind: str = "procedure",
+    sources: list[Injection] | None = None,
+) -> ClaimLine:
     return ClaimLine(
-        system="CPT", code=row["code"], units=units, modifiers=modifiers,
-        description=cpt_descriptions().get(row["code"], ""), rule=row["rule_id"], reason=reason,
-        evidence=list(evidence), kind=kind, sources=list(sources or []),
+        system="CPT",
+        code=row["code"],
+        units=units,
+        modifiers=modifiers,
+        description=cpt_descriptions().get(row["code"], ""),
+        rule=row["rule_id"],
+        reason=reason,
+        evidence=list(evidence),
+        kind=kind,
+        sources=list(sources or []),
     )
 
 
-def _sided(row: Row, sides: set[str], evidence: list[Evidence], what: str, options: tuple[str, ...],
-           claim: Claim, names: list[str], sources: list[Injection]) -> list[ClaimLine]:
+def _sided(
+    row: Row,
+    sides: set[str],
+    evidence: list[Evidence],
+    what: str,
+    options: tuple[str, ...],
+    claim: Claim,
+    names: list[str],
+    sources: list[Injection],
+) -> list[ClaimLine]:
     """Lines for a per-side code under C3: both sides → -50 (or RT + LT lines), one side → RT/LT."""
     base = f"{what}: {row['reason']}"
     if {"L", "R"} <= sides:
         if "rt_lt_lines" in options:
             right = [i for i in sources if i.side != "L"]
             left = [i for i in sources if i.side != "R"]
-            return [_line(row, 1, ["RT"], [i.evidence for i in right], base + "; right side", sources=right),
-                    _line(row, 1, ["LT"], [i.evidence for i in left], base + "; left side", sources=left)]
+            return [
+                _line(row, 1, ["RT"], [i.evidence for i in right], base + "; right side", sources=right),
+                _line(row, 1, ["LT"], [i.evidence for i in left], base + "; left side", sources=left),
+            ]
         return [_line(row, 1, ["50"], evidence, base + "; both sides injected, reported once with -50", sources=sources)]
     if sides == {"R"}:
         return [_line(row, 1, ["RT"], evidence, base + "; right side only", sources=sources)]
@@ -131,9 +155,14 @@ def _extremities(facts: Facts, options: tuple[str, ...]) -> dict[tuple[str, str]
     return out
 
 
-_LIMB_NAME = {("upper", "L"): "left upper extremity", ("upper", "R"): "right upper extremity",
-              ("lower", "L"): "left lower extremity", ("lower", "R"): "right lower extremity",
-              ("upper", "?"): "upper extremity (side not documented)", ("lower", "?"): "lower extremity (side not documented)"}
+_LIMB_NAME = {
+    ("upper", "L"): "left upper extremity",
+    ("upper", "R"): "right upper extremity",
+    ("lower", "L"): "left lower extremity",
+    ("lower", "R"): "right lower extremity",
+    ("upper", "?"): "upper extremity (side not documented)",
+    ("lower", "?"): "lower extremity (side not documented)",
+}
 
 
 def chemodenervation_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) -> list[ClaimLine]:
@@ -187,7 +216,9 @@ def chemodenervation_lines(facts: Facts, dos: date, options: tuple[str, ...], cl
         if row["laterality"] == "sided":
             lines.extend(_sided(row, sides, evidence, what, options, claim, unsided, src))
         else:
-            n = len({m for r in regions for m in groups.get(r.replace(" ", "_"), _Group("", set(), set(), [], set(), [])).muscles})
+            n = len(
+                {m for r in regions for m in groups.get(r.replace(" ", "_"), _Group("", set(), set(), [], set(), [])).muscles}
+            )
             extra = f" ({n} muscles)" if row["region"] == "trunk" else ""
             lines.append(_line(row, 1, [], evidence, f"{what}: {row['reason']}{extra}", sources=src))
     return lines
@@ -204,8 +235,9 @@ def _extremity_lines(facts: Facts, rows: list[Row], options: tuple[str, ...]) ->
         row = _band(rows, role, g.count)
         if row is None:
             continue
-        lines.append(_line(row, 1, [], g.evidence,
-                           f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}", sources=g.injections))
+        lines.append(
+            _line(row, 1, [], g.evidence, f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}", sources=g.injections)
+        )
     return lines
 
 
@@ -226,8 +258,9 @@ def neurolysis_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: C
         if not side:
             claim.warn("NEUROLYSIS_SIDE_UNDOCUMENTED", names=names)
         where = {"R": "right", "L": "left", "": "side not documented"}[side]
-        lines.append(_line(row, len(nerves), mods, [n.evidence for n in nerves],
-                           f"{names} ({where}): {row['reason']}", kind="neurolysis"))
+        lines.append(
+            _line(row, len(nerves), mods, [n.evidence for n in nerves], f"{names} ({where}): {row['reason']}", kind="neurolysis")
+        )
     return lines
 
 
@@ -247,7 +280,9 @@ def line_method(line: ClaimLine) -> str | None:
     return None
 
 
-def guidance_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim, procedures: list[ClaimLine]) -> list[ClaimLine]:
+def guidance_lines(
+    facts: Facts, dos: date, options: tuple[str, ...], claim: Claim, procedures: list[ClaimLine]
+) -> list[ClaimLine]:
     """C7/C8: one guidance unit per unit of chemodenervation it guides (or one per day by option)."""
     if not procedures:
         return []
@@ -277,11 +312,19 @@ def guidance_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Cla
             continue
         units = 1 if "guidance_per_session" in options else sum(ln.units for ln in guided)
         codes = ", ".join(f"{ln.code}{''.join('-' + m for m in ln.modifiers)}" for ln in guided)
-        lines.append(ClaimLine(
-            system="CPT", code=row["code"], units=units, modifiers=[],
-            description=cpt_descriptions().get(row["code"], ""), rule=row["rule_id"],
-            reason=f"{row['reason']}; guides {codes}", evidence=evidence.get(method, []), kind="guidance",
-        ))
+        lines.append(
+            ClaimLine(
+                system="CPT",
+                code=row["code"],
+                units=units,
+                modifiers=[],
+                description=cpt_descriptions().get(row["code"], ""),
+                rule=row["rule_id"],
+                reason=f"{row['reason']}; guides {codes}",
+                evidence=evidence.get(method, []),
+                kind="guidance",
+            )
+        )
     if ultrasound:
         row = rows.get("ultrasound")
         allowed = _addon_primaries().get(row["code"], set()) if row else set()
@@ -289,8 +332,17 @@ def guidance_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Cla
         if row is None or not guided:
             claim.warn("ULTRASOUND_NOT_BILLED")
         else:
-            lines.append(ClaimLine(
-                system="CPT", code=row["code"], units=1, modifiers=[], description=cpt_descriptions().get(row["code"], ""),
-                rule=row["rule_id"], reason=row["reason"], evidence=evidence["ultrasound"], kind="guidance",
-            ))
+            lines.append(
+                ClaimLine(
+                    system="CPT",
+                    code=row["code"],
+                    units=1,
+                    modifiers=[],
+                    description=cpt_descriptions().get(row["code"], ""),
+                    rule=row["rule_id"],
+                    reason=row["reason"],
+                    evidence=evidence["ultrasound"],
+                    kind="guidance",
+                )
+            )
     return lines
