@@ -610,7 +610,26 @@ def _injections(note: _Note, f: Facts) -> None:
                 continue
             seen[key] = len(f.injections)
             f.injections.append(inj)
+    _mirror_sides(note, f)
     _cancellation(note, f)
+
+
+_MIRROR = re.compile(
+    r"(?im)^[ \t\-*•>]*(?P<h>OD|OS|left(?:\s+side)?|right(?:\s+side)?|lt|rt|L|R)\b[^\n:]{0,20}:[ \t]*(?:the\s+)?"
+    r"(?:same|identical|mirror(?:ed)?|likewise|ditto)\b"
+)
+
+
+def _mirror_sides(note: _Note, f: Facts) -> None:
+    """"OS: same" / "Left: mirrored" repeats the other side's injections on this side."""
+    for m in _MIRROR.finditer(note.text):
+        h = m.group("h").split()[0].upper()
+        side = {"OD": "R", "OS": "L", "LEFT": "L", "RIGHT": "R", "LT": "L", "RT": "R", "L": "L", "R": "R"}[h]
+        other = "L" if side == "R" else "R"
+        have = {(i.muscle_id, i.side) for i in f.injections}
+        for inj in list(f.injections):
+            if inj.side == other and inj.evidence.start < m.start() and (inj.muscle_id, side) not in have:
+                f.injections.append(replace(inj, side=side, side_rule="side-mirror"))
 
 
 def _cancellation(note: _Note, f: Facts) -> None:
@@ -947,9 +966,6 @@ def _guidance(note: _Note, f: Facts) -> None:
             if line.rstrip().endswith(":") and line_end >= 0:
                 block_end = text.find("\n\n", line_end)
                 block_end = block_end if block_end >= 0 else len(text)
-                nxt_head = re.compile(r"\n[^\n]{1,60}:[ \t]*\n").search(text, line_end)
-                if nxt_head and nxt_head.start() < block_end:
-                    block_end = nxt_head.start() + 1
                 targets = [k for k, i in enumerate(f.injections) if line_end <= i.evidence.start < block_end]
         if targets:
             for k in targets:

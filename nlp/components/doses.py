@@ -69,7 +69,7 @@ NOWASTE = re.compile(
 )
 REMAINDER = re.compile(
     r"\b(?:remainder|rest|remaining(?:[ \t]+(?:drug|toxin|solution|amount|units?))?|residual|balance|unused[ \t]+portion)"
-    r"(?:[ \t]+of[ \t]+(?:the[ \t]+)?(?:vial|vials|drug|toxin|solution|botox|dysport|xeomin|myobloc|daxxify))?[ \t]+"
+    r"(?:[ \t]+of[ \t]+(?:the[ \t]+)?(?:[\w-]+[ \t]+){0,2}?(?:vial|vials|drug|toxin|solution|botox|dysport|xeomin|myobloc|daxxify|product|medication))?[ \t]+"
     r"(?:was[ \t]+|were[ \t]+)?(?:discarded|wasted)",
     _I,
 )
@@ -199,8 +199,8 @@ def find_amounts(doc: Doc) -> list:
             per = v if v else 1.0
             if per > 0:
                 _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": u / per})
-                if re.match(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", m.group(0), _I) and per >= 1:
-                    # "Botox 100 units in 10 mL": the whole preparation, usually all of it given
+                if re.match(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", m.group(0), _I):
+                    # "2.5 units in 0.1 mL was injected", "Botox 100 units in 10 mL": a dose with its volume
                     _add(
                         doc,
                         spans,
