@@ -7,6 +7,7 @@ note lists and the date of service.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -288,6 +289,14 @@ class _Note:
         for lst in self.by_label.values():
             lst.sort(key=lambda a: a["start"])
 
+    def muscles_after(self, pos: int) -> list[dict[str, Any]]:
+        """The muscle mentions starting after ``pos`` (at most the next two)."""
+        mus = self.labels("MUSCLE")
+        if not hasattr(self, "_mstarts"):
+            self._mstarts = [x["start"] for x in mus]
+        i = bisect.bisect_right(self._mstarts, pos)
+        return mus[i : i + 2]
+
     def seg_text(self, i: int) -> str:
         if i < 0:
             return ""
@@ -392,19 +401,19 @@ def _side_for(
         if len(toks) >= 2:
             prev_t = toks[-2]
             pair = {side_of(prev_t.group(0)), side_of(last.group(0))}
-            if pair == {"L", "R"} and re.fullmatch(r"\s*(?:and|&|/|,|or)\s*(?:the\s+)?", window[prev_t.end(): last.start()]):
+            if pair == {"L", "R"} and re.fullmatch(r"\s*(?:and|&|/|,|or)\s*(?:the\s+)?", window[prev_t.end() : last.start()]):
                 return "B", "side-before"
         return side_of(last.group(0)), "side-before"
     after = text[m["end"] : m["end"] + 30]
     am = _SIDE_AFTER.match(after)
     if am:
-        nxt = [x for x in note.labels("MUSCLE") if x["start"] > m["end"]]
+        nxt = note.muscles_after(m["end"])
         tail = after[am.end() :].lstrip(" ,")
         if not (nxt and nxt[0]["start"] <= m["end"] + am.end() + 3 and not tail.startswith(("(", "-"))):
             return side_of(am.group("s").replace("both sides", "both")), "side-after"
-    line_start = text.rfind("\n", 0, m["start"]) + 1
-    line_end = text.find("\n", m["end"])
-    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    line_start = max(text.rfind("\n", 0, m["start"]) + 1, m["start"] - 200)
+    line_end = text.find("\n", m["end"], m["end"] + 200)
+    line = text[line_start : line_end if line_end >= 0 else m["end"] + 200]
     if "|" in line or "\t" in line or "   " in line:
         for cell in _CELL_SPLIT.split(line):
             s = side_of(cell) if cell and len(cell) <= 12 else None
@@ -621,7 +630,7 @@ _MIRROR = re.compile(
 
 
 def _mirror_sides(note: _Note, f: Facts) -> None:
-    """"OS: same" / "Left: mirrored" repeats the other side's injections on this side."""
+    """ "OS: same" / "Left: mirrored" repeats the other side's injections on this side."""
     for m in _MIRROR.finditer(note.text):
         h = m.group("h").split()[0].upper()
         side = {"OD": "R", "OS": "L", "LEFT": "L", "RIGHT": "R", "LT": "L", "RT": "R", "L": "L", "R": "R"}[h]
@@ -875,9 +884,8 @@ def _amounts(note: _Note, f: Facts) -> None:
                 break
         else:
             # doses given without a muscle in their sentence ("2.5 units in 0.1 mL was injected")
-            loose = [
-                d for d in allowed if _INJECTED.search(note.seg_text(d["ctx"]["segment"])) and d["start"] not in note.used_doses
-            ]
+            injected = {g for g in {d["ctx"]["segment"] for d in allowed} if _INJECTED.search(note.seg_text(g))}
+            loose = [d for d in allowed if d["ctx"]["segment"] in injected and d["start"] not in note.used_doses]
             if loose and f.injections:
                 f.administered_units = float(sum(d["total_units"] for d in loose))
                 f.administered_source = "unattributed_doses"
@@ -930,7 +938,9 @@ def _guidance(note: _Note, f: Facts) -> None:
     text = note.text
     scoped: dict[int, list[str]] = {}
     session: list[str] = []
-    inj_segs = [note.segs.index(i.evidence.start) for i in f.injections]
+    by_seg_inj: dict[int, list[int]] = {}
+    for k, i in enumerate(f.injections):
+        by_seg_inj.setdefault(note.segs.index(i.evidence.start), []).append(k)
     for a in note.labels("GUIDANCE"):
         seg = a["ctx"]["segment"]
         neuro_only = (
@@ -949,7 +959,7 @@ def _guidance(note: _Note, f: Facts) -> None:
         else:
             if method != "none":
                 f.guidance.append((method, _ev(text, a)))
-        targets = [k for k, s in enumerate(inj_segs) if s == seg]
+        targets = list(by_seg_inj.get(seg, ()))
         if not targets:
             s0, e0 = note.segs.ranges[seg]
             best = None

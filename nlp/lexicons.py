@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nlp.loaders import compiled, split, table
+from nlp.textutil import Taken
 
 
 def trie_regex(phrases: Iterable[str]) -> str:
@@ -75,9 +76,11 @@ class Lexicon:
             if ids:
                 hits.append((m.start(), m.end(), ids))
         if self.abbreviations is not None:
-            taken = [(s, e) for s, e, _ in hits]
+            taken = Taken()
+            for s, e, _ in hits:
+                taken.add(s, e)
             for m in self.abbreviations.finditer(text):
-                if any(s < m.end() and m.start() < e for s, e in taken):
+                if taken.overlaps(m.start(), m.end()):
                     continue
                 hits.append((m.start(), m.end(), self.by_abbrev[m.group(0)]))
         hits.sort()

@@ -199,3 +199,26 @@ def shadow_numbers(text: str) -> str:
         return text
     parts.append(text[last:])
     return "".join(parts)
+
+
+class Taken:
+    """Character ranges already claimed by a match, with a fast "does [s, e) overlap any?" check."""
+
+    MAX_LEN = 400  # no claimed range is longer than this, which bounds the backward scan
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def add(self, start: int, end: int) -> None:
+        i = bisect.bisect_left(self.starts, start)
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_left(self.starts, end) - 1
+        while i >= 0 and self.starts[i] > start - self.MAX_LEN:
+            if self.ends[i] > start:
+                return True
+            i -= 1
+        return False

@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 from nlp.components.base import doc_text, ensure_extensions
 from nlp.components.entities import _add
 from nlp.textutil import NUMD as NUM
-from nlp.textutil import shadow_numbers, to_number
+from nlp.textutil import Taken, shadow_numbers, to_number
 
 _U = r"(?:units?|untis|unts|unit's|iu|u|mu)(?![a-z])"
 _ML = r"(?:ml|mls|cc|cc's|ccs)(?![a-z])"
@@ -90,21 +90,27 @@ SITES_BEFORE = re.compile(
 )
 
 
-_CELL = re.compile(r"[^|\t]+?(?=\s*(?:\||\t|\s{2,}|$))", re.MULTILINE)
 _UNIT_HEADER = re.compile(
     r"^\s*(?:units?|u|dose|dose\s*\(u(?:nits)?\)|units?\s*(?:given|injected)|total\s*units?|amount)\s*$", _I
 )
 _PLAIN_NUM = re.compile(rf"^\s*(?P<n>{NUM})\s*(?:{_U})?\s*$", _I)
 
 
+_SEP = re.compile(r"\||\t+| {2,}")
+
+
 def _cells(line: str, offset: int) -> list[tuple[int, int, str]]:
     """(start, end, text) of the cells of a table row split on |, tabs or runs of 2+ spaces."""
     out = []
-    for m in _CELL.finditer(line):
-        t = m.group(0)
-        if t.strip():
-            lead = len(t) - len(t.lstrip())
-            out.append((offset + m.start() + lead, offset + m.end(), t.strip()))
+    pos = 0
+    for m in [*_SEP.finditer(line), None]:
+        end = m.start() if m is not None else len(line)
+        cell = line[pos:end]
+        if cell.strip():
+            lead = len(cell) - len(cell.lstrip())
+            out.append((offset + pos + lead, offset + pos + len(cell.rstrip()), cell.strip()))
+        if m is not None:
+            pos = m.end()
     return out
 
 
@@ -150,10 +156,10 @@ def find_amounts(doc: Doc) -> list:
     """DOSE, VOLUME, CONC, VIAL, TOTAL, WASTE, NOWASTE and REMAINDER_WASTED spans."""
     text = shadow_numbers(doc_text(doc))
     spans: list = []
-    taken: list[tuple[int, int]] = []
+    claimed = Taken()
 
     def free(s: int, e: int) -> bool:
-        return not any(a < e and s < b for a, b in taken)
+        return not claimed.overlaps(s, e)
 
     vials = sorted([*VIAL.finditer(text), *VIAL_WORD.finditer(text)], key=lambda m: m.start())
     for m in vials:
@@ -173,7 +179,7 @@ def find_amounts(doc: Doc) -> list:
         if count > 10:
             count = 1.0
         _add(doc, spans, start, m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
-        taken.append((start, m.end()))
+        claimed.add(start, m.end())
     for m in sorted([*WASTE.finditer(text), *WASTE_WORD.finditer(text)], key=lambda m: m.start()):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
@@ -182,11 +188,11 @@ def find_amounts(doc: Doc) -> list:
             continue
         label = "WASTE" if n > 0 else "NOWASTE"
         _add(doc, spans, m.start(), m.end(), label, {"units": n})
-        taken.append((m.start(), m.end()))
+        claimed.add(m.start(), m.end())
     for m in NOWASTE.finditer(text):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "NOWASTE", {"units": 0.0})
-            taken.append((m.start(), m.end()))
+            claimed.add(m.start(), m.end())
     for m in REMAINDER.finditer(text):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "REMAINDER_WASTED", {})
@@ -209,7 +215,7 @@ def find_amounts(doc: Doc) -> list:
                         "DOSE",
                         {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True},
                     )
-        taken.append((m.start(), m.end()))
+        claimed.add(m.start(), m.end())
     for m in DOSE.finditer(text):
         if not free(m.start(), m.end()):
             continue
@@ -230,7 +236,7 @@ def find_amounts(doc: Doc) -> list:
     for s0, e0, v in table_doses(text):
         if free(s0, e0):
             _add(doc, spans, s0, e0, "DOSE", {"units": v, "per_side": False, "sites": 1, "total_units": v, "table": True})
-            taken.append((s0, e0))
+            claimed.add(s0, e0)
     for m in VOLUME.finditer(text):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "VOLUME", {"ml": to_number(m.group("n"))})

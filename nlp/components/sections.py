@@ -20,6 +20,7 @@ _HEADER = re.compile(
     r"(?P<title>[A-Za-z][A-Za-z0-9 /&'()\-\.]{0,60}?)[ \t]*(?::|\n|$)",
     re.MULTILINE,
 )
+MAX_SEGMENT = 1200
 _ABBREV = re.compile(r"(?i:\b(?:dr|mr|mrs|ms|st|approx|vs|e\.g|i\.e|no|inc|pt|fig|etc))\.$|\b[a-z]\.$")
 _BREAK = re.compile(r"(?<=[A-Za-z0-9)\]%][.!?])[\"')\]]?\s+(?=\S)|(?<=[A-Za-z0-9)]\.),|\n")
 
@@ -119,6 +120,14 @@ def find_segments(text: str) -> list[tuple[int, int]]:
     cuts.append(len(text))
     segs = []
     for a, b in zip(cuts, cuts[1:], strict=False):
+        # a run-on "sentence" longer than MAX_SEGMENT is cut at white space, which keeps every
+        # per-sentence step linear on pathological input
+        while b - a > MAX_SEGMENT:
+            cut = text.rfind(" ", a + MAX_SEGMENT // 2, a + MAX_SEGMENT)
+            cut = cut + 1 if cut > a else a + MAX_SEGMENT
+            if text[a:cut].strip():
+                segs.append((a, cut))
+            a = cut
         if text[a:b].strip():
             segs.append((a, b))
     return segs

@@ -1,0 +1,145 @@
+"""Load the calibrated confidence model and score results (confidence for lines, diagnoses and the claim,
+and the auto/review route).
+
+The model lives in ``models/confidence/``: ``model.joblib`` (three ``CalibratedClassifierCV`` pipelines:
+``line``, ``dx``, ``claim``) next to ``manifest.json``. Loading checks, in order and before anything is
+unpickled:
+
+1. the manifest's ``features.version`` and ``features.hash`` equal :data:`nlp.scoring.features.FEATURE_VERSION`
+   and :func:`nlp.scoring.features.feature_hash` — a model trained for other features is refused;
+2. the sha256 of ``model.joblib`` equals the manifest's ``model.sha256`` — pickle files execute code, so
+   a file that is not the one the manifest describes is never loaded.
+
+Either failure raises :class:`ModelError` with a message that says what differs and to run ``make train``.
+
+Where the model is looked for (:func:`find_model_dir`): the ``model_dir`` argument, else
+``$BTXCODE_MODEL_DIR`` (empty or ``none`` disables scoring), else ``./models/confidence`` in the working
+directory, else ``models/confidence`` of the source checkout the ``nlp`` package sits in. No model found →
+no scorer, and ``confidence``/``route`` stay null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from nlp.scoring.features import FEATURE_VERSION, feature_hash, note_rows
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+KINDS = ("line", "dx", "claim")
+
+
+class ModelError(RuntimeError):
+    """The confidence model cannot be used (manifest mismatch, tampered or missing file)."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_model_dir(model_dir: str | Path | None = None) -> Path | None:
+    """The folder holding ``manifest.json`` and ``model.joblib``, or None when there is none."""
+    if model_dir is not None:
+        return Path(model_dir)
+    env = os.environ.get("BTXCODE_MODEL_DIR")
+    if env is not None:
+        return None if env.strip().lower() in ("", "none", "off") else Path(env)
+    for cand in (Path.cwd() / "models" / "confidence", Path(__file__).resolve().parents[2] / "models" / "confidence"):
+        if (cand / MANIFEST_FILE).is_file():
+            return cand
+    return None
+
+
+def check_manifest(manifest: dict[str, Any]) -> None:
+    """Raise :class:`ModelError` unless ``manifest`` describes a model for this feature code."""
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelError(f"confidence model manifest has format {manifest.get('format')!r}, this code reads "
+                         f"format {MANIFEST_FORMAT}; run `make train`")
+    feats = manifest.get("features") or {}
+    if feats.get("version") != FEATURE_VERSION or feats.get("hash") != feature_hash():
+        raise ModelError(
+            "confidence model was trained for other features (manifest: version "
+            f"{feats.get('version')!r}, hash {str(feats.get('hash'))[:12]}; code: version {FEATURE_VERSION!r}, hash "
+            f"{feature_hash()[:12]}); refusing to load it — run `make train` to rebuild models/confidence")
+    missing = [k for k in KINDS if k not in (manifest.get("model") or {}).get("kinds", [])]
+    if missing:
+        raise ModelError(f"confidence model manifest lacks the {', '.join(missing)} model(s); run `make train`")
+
+
+def load_model(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(estimators by kind, manifest), after the manifest and sha256 checks."""
+    d = Path(model_dir)
+    mpath, fpath = d / MANIFEST_FILE, d / MODEL_FILE
+    if not mpath.is_file() or not fpath.is_file():
+        raise ModelError(f"no confidence model in {d} (need {MANIFEST_FILE} and {MODEL_FILE}); run `make train`")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"{mpath} is not valid JSON: {exc}") from None
+    check_manifest(manifest)
+    want = manifest["model"].get("sha256")
+    got = sha256_file(fpath)
+    if got != want:
+        raise ModelError(f"{fpath} has sha256 {got[:16]}…, but its manifest says {str(want)[:16]}…; refusing to "
+                         "unpickle a file the manifest does not describe — run `make train`")
+    import joblib  # imported here: only a verified file is unpickled
+
+    bundle = joblib.load(fpath)
+    if not isinstance(bundle, dict) or bundle.get("feature_hash") != feature_hash():
+        raise ModelError(f"{fpath} does not carry the feature hash of its manifest; run `make train`")
+    return {k: bundle["models"][k] for k in KINDS}, manifest
+
+
+class ConfidenceScorer:
+    """The ``scorer`` of :class:`nlp.engine.Engine`: fills ``confidence`` and ``route`` of a result.
+
+    All lines of a note are scored in one ``predict_proba`` call (likewise its diagnoses), then the claim."""
+
+    def __init__(self, models: dict[str, Any], manifest: dict[str, Any]):
+        self.models = models
+        self.manifest = manifest
+        self.version = f"conf-{manifest['model']['sha256'][:12]}"
+        self.default_threshold = float(manifest.get("threshold", {}).get("value", 1.0))
+
+    def _proba(self, kind: str, rows: list[dict[str, Any]]) -> list[float]:
+        if not rows:
+            return []
+        p = self.models[kind].predict_proba(rows)[:, 1]
+        return [round(float(v), 4) for v in p]
+
+    def predict(self, facts: Any, claim: Any, result: dict[str, Any]) -> tuple[list[float], list[float], float]:
+        """(line confidences, diagnosis confidences, claim confidence) for one note."""
+        line_rows, dx_rows, claim_row = note_rows(facts, claim, result)
+        return self._proba("line", line_rows), self._proba("dx", dx_rows), self._proba("claim", [claim_row])[0]
+
+    def score(self, result: dict[str, Any], facts: Any, claim: Any, prof: dict[str, Any]) -> None:
+        lines, dxs, conf = self.predict(facts, claim, result)
+        for ln, c in zip(result["lines"], lines, strict=True):
+            ln["confidence"] = c
+        for d, c in zip(result["diagnoses"], dxs, strict=True):
+            d["confidence"] = c
+        result["confidence"] = conf
+        threshold = float((prof.get("routing") or {}).get("auto_threshold", self.default_threshold))
+        result["route"] = "auto" if conf >= threshold else "review"
+
+
+def load_scorer(model_dir: str | Path | None = None) -> ConfidenceScorer | None:
+    """The scorer for the model found by :func:`find_model_dir` (None when there is no model).
+
+    A model that is present but does not match this code raises :class:`ModelError`."""
+    env = os.environ.get("BTXCODE_MODEL_DIR")
+    explicit = model_dir is not None or (env is not None and env.strip().lower() not in ("", "none", "off"))
+    d = find_model_dir(model_dir)
+    if d is None or (not explicit and not (d / MANIFEST_FILE).is_file()):
+        return None
+    models, manifest = load_model(d)
+    return ConfidenceScorer(models, manifest)
