@@ -14,4 +14,9 @@ def load_engine(payer: str = "medicare", **kwargs: Any) -> Engine:
     """Build the engine (pipeline, tables and, when present, the confidence model)."""
     from nlp.engine import Engine
 
+    model_dir = kwargs.pop("model_dir", None)
+    if "scorer" not in kwargs:  # the confidence model of models/confidence, when one is installed (issue 3)
+        from nlp.scoring.model import load_scorer
+
+        kwargs["scorer"] = load_scorer(model_dir)
     return Engine(default_payer=payer, **kwargs)

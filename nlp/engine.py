@@ -7,6 +7,7 @@ pipeline, streaming through ``nlp.pipe``. Bad input raises :class:`InputError` w
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ def decode_note(data: bytes | str) -> str:
     control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
     if control > max(8, len(text) // 50):
         raise InputError("BINARY", "note is mostly control characters: binary data, not text")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # keep every offset: CRLF becomes " \n" and a lone CR "\n", both the same length as before
+    return text.replace("\r\n", " \n").replace("\r", "\n")
 
 
 def parse_dos(value: str | date | None) -> date | None:
@@ -65,6 +67,8 @@ def parse_dos(value: str | date | None) -> date | None:
         return None
     if isinstance(value, date):
         return value
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+        raise InputError("BAD_DATE", f"date_of_service must be YYYY-MM-DD, got {value!r}")
     try:
         return date.fromisoformat(str(value))
     except ValueError:
@@ -107,12 +111,13 @@ class Engine:
         note_id: Any = None,
         today: date | None = None,
     ) -> dict[str, Any]:
-        """The result object for one note."""
-        return next(
-            self.suggest_many(
-                [NoteInput(text if isinstance(text, str) else decode_note(text), note_id, date_of_service, payer)], today=today
-            )
-        )
+        """The result object for one note; raises :class:`InputError` for a note that cannot be coded."""
+        if isinstance(text, bytes):
+            text = decode_note(text)
+        result = next(self.suggest_many([NoteInput(text, note_id, date_of_service, payer)], today=today))
+        if result.get("error"):
+            raise InputError(result["error"]["code"], result["error"]["message"])
+        return result
 
     def suggest_many(
         self, notes: Iterable[NoteInput], today: date | None = None, batch_size: int = 64
@@ -157,7 +162,12 @@ class Engine:
         claim = map_claim(facts, dos, options)
         if given is None and facts.date_of_service is None:
             claim.warn("DOS_NOT_DOCUMENTED", dos=dos.isoformat())
-        elif given and facts.date_of_service and given != facts.date_of_service:
+        elif (
+            given
+            and facts.date_of_service
+            and given != facts.date_of_service
+            and not _day_month_swapped(given, facts.date_of_service)
+        ):
             claim.warn("DOS_CONFLICT", given=given.isoformat(), noted=facts.date_of_service.isoformat())
         result: dict[str, Any] = {
             "id": item.id,
@@ -178,6 +188,11 @@ class Engine:
         if self.scorer is not None:
             self.scorer.score(result, facts, claim, prof)
         return result
+
+
+def _day_month_swapped(a: date, b: date) -> bool:
+    """True when ``b`` is ``a`` read the other way round (10/09/2024 day-first vs month-first)."""
+    return a.year == b.year and a.month == b.day and a.day == b.month
 
 
 def error_result(note_id: Any, code: str, message: str) -> dict[str, Any]:

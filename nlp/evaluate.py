@@ -154,7 +154,11 @@ def evaluate(
     return summarise(scores), results
 
 
-_CODES_LINE = re.compile(r"^[ \t]*(?:PROCEDURE CODES?|CPT CODES?|CPT|BILLING CODES?)\s*:.*$\n?", re.IGNORECASE | re.MULTILINE)
+# up to the end of the line, or of the field in comma-joined (CSV-flattened) notes
+_CODES_LINE = re.compile(
+    r"(?:^|(?<=\.,))[ \t]*(?:PROCEDURE CODES?|CPT CODES?|CPT|BILLING CODES?)\s*:.*?(?:\.,(?=[A-Z ])|\n|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def strip_listed_codes(text: str) -> str:

@@ -185,6 +185,9 @@ _PERFORMED = re.compile(
     r"|\badministered\b|\btoday\b",
     re.IGNORECASE,
 )
+_NOT_TODAY = re.compile(
+    r"\b(?:no|not|without|defer\w*|hold|held|postpone\w*)\b[^.;\n]{0,40}\btoday\b|\bnext (?:visit|time)\b", re.IGNORECASE
+)
 _TODAY = re.compile(r"\btoday\b|\bthis (?:visit|session|procedure)\b", re.IGNORECASE)
 _LANDMARK = re.compile(
     r"^\s*(?:muscle\s+)?(?:tendon|origin|insertion|fascia|aponeurosis|attachment|border|belly of|membrane|cartilage|"
@@ -222,8 +225,14 @@ _CANCEL = re.compile(
     r"|\b(?:did\s+not|does\s+not|do\s+not)\s+(?:proceed|wish\s+to\s+proceed)\b|\bprocedure\s*:\s*not\s+performed\b",
     re.IGNORECASE,
 )
+_PARTIAL = re.compile(
+    r"\b(?:left|right|lt|rt|[LR]|bilateral|side|arm|leg|limb|[LR][UL]E|upper|lower|calf|neck|face|eye|lid|hand|foot)\b|\b(?:lue|rue|lle|rle)\b",
+    re.IGNORECASE,
+)
 _TOXIN_NEGATED = re.compile(
-    r"\bno\s+(?:botulinum(?:\s+toxin)?|botox|toxin|dysport|xeomin|myobloc|daxxify)\s+(?:was|were)\s+(?:used|given|injected|administered)\b"
+    r"\bno\s+(?:botulinum(?:\s+toxin)?|botox|toxin)\s*[.,;]|\bnever\s+(?:actually\s+)?received\s+(?:botulinum|botox|toxin)"
+    r"|\bno\s+(?:injections?|botox|toxin|procedure)\s+(?:was\s+|were\s+)?(?:given\s+|performed\s+|done\s+)?today\b"
+    r"|\bno\s+(?:botulinum(?:\s+toxin)?|botox|toxin|dysport|xeomin|myobloc|daxxify)\s+(?:was|were)\s+(?:used|given|injected|administered)\b"
     r"|\b(?:botulinum(?:\s+toxin)?|botox|toxin)\s+(?:was|were)\s+not\s+(?:used|given|injected|administered)\b",
     re.IGNORECASE,
 )
@@ -330,7 +339,8 @@ def _section_ok(note: _Note, a: dict[str, Any]) -> str | None:
         if j >= 0:
             s0 = sections.ranges[j][0]
             head = note.text[s0 : note.text.find("\n", s0) if "\n" in note.text[s0:] else len(note.text)]
-        return None if (_PERFORMED.search(seg) or _PERFORMED.search(head)) else "section:plan"
+        performed = [t for t in (seg, head) if _PERFORMED.search(t) and not _NOT_TODAY.search(t)]
+        return None if performed else "section:plan"
     return None
 
 
@@ -443,6 +453,30 @@ def _concentration(note: _Note) -> float | None:
     return None
 
 
+_BARE = re.compile(
+    r"[ \t]*(?:\((?:[^()\n]{0,25})\)[ \t]*)?[:=\-–]?[ \t]*(\d+(?:\.\d+)?)(?![\d.,])"
+    r"(?![ \t]*(?:ml|cc|mg|%|sites?|mm|cm|kg|y/?o|yrs?|years?|mos?|months?|weeks?|wks?|days?|hours?|x\b|/|-[a-z]|degrees?|°))",
+    re.IGNORECASE,
+)
+_LIST_LINE = re.compile(r"^[ \t]*(?:[-*•·>]|\d+[.)]|\[[xX ]?\]|[LR]\b|(?:left|right|lt|rt)\b|[RL][UL]E\b)", re.IGNORECASE)
+
+
+def _bare_dose(note: _Note, m: dict[str, Any], limit: int) -> float | None:
+    """A number with no unit right after a muscle in a dosing list ("L FCR 25", "MG 100 | LG 100"): units."""
+    text = note.text
+    bm = _BARE.match(text, m["end"], min(limit, m["end"] + 40))
+    if bm is None:
+        return None
+    line_start = text.rfind("\n", 0, m["start"]) + 1
+    line_end = text.find("\n", m["end"])
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    in_line = [x for x in note.labels("MUSCLE") if line_start <= x["start"] < line_start + len(line)]
+    if len(in_line) < 2 and not _LIST_LINE.match(line):
+        return None
+    value = float(bm.group(1))
+    return value if 0 < value <= 2000 else None
+
+
 def _dose_for(
     note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: dict[str, Any] | None, conc: float | None, used: set[int]
 ) -> tuple[float | None, dict[str, Any] | None]:
@@ -465,7 +499,7 @@ def _dose_for(
         if _CONNECT_AFTER.fullmatch(gap):
             pick = a
     if pick is None:
-        return None, None
+        return _bare_dose(note, m, limit_after), None
     if pick["label"] == "DOSE":
         return float(pick["total_units"]), pick
     ml = pick.get("ml")
@@ -496,7 +530,10 @@ def facts_from_doc(doc: Doc) -> Facts:
     _amounts(note, f)
     _guidance(note, f)
     _diagnoses(note, f)
-    _fill_sides(f, _region_side_hints(note, f))
+    hints = _region_side_hints(note, f)
+    _fill_sides(f, hints)
+    _sweat_sites(note, f)
+    _fill_nerve_sides(f, hints)
     _listed_codes(note, f)
     _date(note, f)
     _cosmetic(note, f)
@@ -656,7 +693,9 @@ def _cancellation(note: _Note, f: Facts) -> None:
     negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
     if cancel is None and negated is None:
         return
-    performed = [
+    if cancel is not None and negated is None and _PARTIAL.search(cancel.group(0)):
+        return
+    performed = [i for i in f.injections if i.units is not None] + [
         i
         for i in f.injections
         if re.search(
@@ -733,6 +772,63 @@ def _region_side_hints(note: _Note, f: Facts) -> dict[str, set[str]]:
     return hints
 
 
+_SWEAT_REGIONS = {"axilla", "palm", "sole", "skin_other"}
+_SWEAT_CONTEXT = re.compile(r"hyperhidros|hyperhydros|sweat|starch[- ]iodine|minor'?s test|intradermal", re.IGNORECASE)
+_SKIN_SITE = re.compile(r"\b(?:forehead|scalp|hairline|face|craniofacial|brow)\b", re.IGNORECASE)
+
+
+def _sweat_sites(note: _Note, f: Facts) -> None:
+    """Sweat-gland sites count only in a hyperhidrosis note; there, a named skin area (forehead, scalp)
+    injected intradermally is a site of its own."""
+    sweat = bool(_SWEAT_CONTEXT.search(note.text))
+    if not sweat:
+        dropped = [i for i in f.injections if i.region in _SWEAT_REGIONS]
+        f.excluded.extend(Excluded("MUSCLE", i.evidence.text, "not a hyperhidrosis note", i.evidence.start) for i in dropped)
+        f.injections = [i for i in f.injections if i.region not in _SWEAT_REGIONS]
+        return
+    if f.injections or not f.toxin_today:
+        return
+    for m in _SKIN_SITE.finditer(note.text):
+        seg = note.segs.index(m.start())
+        if _INJECT_CUE.search(note.seg_text(seg)) and not _mention_block(
+            note, {"ctx": _ctx_at(note, m.start()), "start": m.start()}
+        ):
+            ev = Evidence(m.start(), m.end(), m.group(0))
+            f.injections.append(
+                Injection(
+                    "craniofacial_skin",
+                    "craniofacial skin",
+                    "skin_other",
+                    None,
+                    None,
+                    ("craniofacial_skin",),
+                    False,
+                    ev,
+                    "site-skin",
+                )
+            )
+            return
+
+
+def _ctx_at(note: _Note, pos: int) -> dict[str, Any]:
+    """Section and context flags at a character offset (for text found outside the lexicons)."""
+    from nlp.components.context import FLAGS, segment_scopes
+
+    seg = note.segs.index(pos)
+    s0, e0 = note.segs.ranges[seg]
+    ctx: dict[str, Any] = dict.fromkeys(FLAGS, False)
+    rules = []
+    for flag, lo, hi, rule_id, _ts, _te in segment_scopes(note.text, s0, e0):
+        if lo <= pos < hi:
+            ctx[flag] = True
+            rules.append(rule_id)
+    j = note.doc._.btx_sections.index(pos)
+    ctx["section"] = note.doc._.btx_section_cats[j] if j >= 0 else "none"
+    ctx["segment"] = seg
+    ctx["rules"] = rules
+    return ctx
+
+
 def _fill_sides(f: Facts, hints: dict[str, set[str]] | None = None) -> None:
     """A mention without a side takes the side its region has elsewhere in the note (or that the note
     gives the region as a whole), and is dropped when the same muscle is already listed with a side (a
@@ -745,16 +841,34 @@ def _fill_sides(f: Facts, hints: dict[str, set[str]] | None = None) -> None:
     for region, sides in (hints or {}).items():
         if region not in region_sides and len(sides) == 1 and "B" not in sides:
             region_sides[region] = set(sides)
+    limbs_sided = {i.region for i in f.injections if i.side and i.region in ("upper_extremity", "lower_extremity")}
     out = []
     for i in f.injections:
         if i.side is None:
             if i.muscle_id in sided:
+                continue
+            if i.region in limbs_sided and len(region_sides.get(i.region, ())) > 1:
+                # an unsided limb mention beside sided ones ("hamstring spasticity") adds no extremity
+                f.excluded.append(Excluded("MUSCLE", i.evidence.text, "side unknown beside sided muscles", i.evidence.start))
                 continue
             sides = region_sides.get(_limb(i.region), set())
             if len(sides) == 1:
                 i = replace(i, side=next(iter(sides)), side_rule="side-region")
         out.append(i)
     f.injections = out
+
+
+def _fill_nerve_sides(f: Facts, hints: dict[str, set[str]]) -> None:
+    """An unsided nerve block takes the side the note gives its limb ("left hemiparesis")."""
+    nerves = lexicons.nerves()
+    out = []
+    for n in f.nerves:
+        if n.side is None:
+            sides = hints.get(nerves[n.nerve_id].get("region", ""), set())
+            if len(sides) == 1 and "B" not in sides:
+                n = replace(n, side=next(iter(sides)))
+        out.append(n)
+    f.nerves = out
 
 
 def _limb(region: str) -> str:
@@ -780,6 +894,9 @@ def _block_cues(note: _Note) -> dict[int, int | None]:
     return out
 
 
+_AGENT_SIDE = re.compile(r"\b(bilaterally|on both sides|on the left|on the right|each side)\b", re.IGNORECASE)
+
+
 def _neurolysis(note: _Note, f: Facts) -> None:
     text = note.text
     nerves = lexicons.nerves()
@@ -792,10 +909,27 @@ def _neurolysis(note: _Note, f: Facts) -> None:
         prev = a
         seg = a["ctx"]["segment"]
         reason = _mention_block(note, a)
-        agent = any(
-            x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" and _context_block(x["ctx"]) is None
-            for x in note.by_seg.get(seg, ())
-        )
+        # the agent is named in the nerve's sentence or in the one before or after it in the same paragraph
+        segs = [seg]
+        for nb in (seg - 1, seg + 1):
+            if 0 <= nb < len(note.segs):
+                lo, hi = sorted((note.segs.ranges[nb], note.segs.ranges[seg]))
+                if "\n\n" not in text[lo[1] - 1 : hi[0] + 1]:
+                    segs.append(nb)
+        agent_segs = [
+            sg
+            for sg in segs
+            if any(
+                x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" and _context_block(x["ctx"]) is None
+                for x in note.by_seg.get(sg, ())
+            )
+        ]
+        agent = bool(agent_segs)
+        if side is None and agent_segs:
+            # "4 mL of phenol was injected in this location bilaterally"
+            sm = _AGENT_SIDE.search(note.seg_text(agent_segs[0]))
+            if sm:
+                side = side_of(sm.group(1).replace("on the ", "").replace("on both sides", "both"))
         if reason is None and not agent:
             reason = "no neurolytic agent"
         if reason is not None:
@@ -830,7 +964,7 @@ def _amounts(note: _Note, f: Facts) -> None:
             for d in allowed
             if d["ctx"]["segment"] == seg
             and 0 <= cue["start"] - d["end"] <= 8
-            and re.fullmatch(r"\s*(?:in\s+|as\s+a\s+|for\s+a\s+)?", text[d["end"] : cue["start"]])
+            and re.fullmatch(r"\s*(?:in\s+)?", text[d["end"] : cue["start"]])
         ]
         pick = before[-1] if before else (after[0] if after else None)
         if pick is None:
@@ -902,8 +1036,14 @@ def _amounts(note: _Note, f: Facts) -> None:
         if not (a["ctx"]["hypothetical"] or a["ctx"]["historical"]) or a["ctx"]["section"] == "plan"
     ]
     if wastes:
-        f.discarded_units = float(wastes[0]["units"])
-        f.discarded_evidence = [_ev(text, wastes[0])]
+        last = wastes[-1]
+        units = last.get("units")
+        if units is None and last.get("ml") is not None:
+            conc = _concentration(note)
+            units = float(last["ml"]) * conc if conc else None
+        if units is not None:
+            f.discarded_units = float(units)
+            f.discarded_evidence = [_ev(text, last)]
     elif list(note.labels("NOWASTE")):
         f.no_waste = True
         f.discarded_units = 0.0

@@ -61,15 +61,18 @@ NUMBER_WORDS = {
 # a number written with digits (1,000 / 2.5 / .5) or as words
 NUM = (
     r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+|"
-    r"(?:one|two|three|four|five) hundred(?: and)?(?: (?:fifty(?:-five)?|twenty-five|seventy-five))?|"
+    r"(?:one|two|three|four|five|six|seven|eight|nine) hundred(?: and)?(?: (?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six|seven|eight|nine))?| (?:ten|fifteen|five))?|"
     r"twenty-five|thirty-five|forty-five|seventy-five|"
     r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred)"
 )
 
 
+_UNITS_WORDS = {w: v for w, v in NUMBER_WORDS.items() if " " not in w and w not in ("a", "an", "single", "both", "twice", "once")}
+
+
 def to_number(text: str) -> float | None:
-    """Parse a number written as digits or words; None when it is not one."""
+    """Parse a number written as digits or words ("2.5", "1,000", "two hundred fifty-five")."""
     t = text.strip().lower().replace(",", "")
     if not t:
         return None
@@ -77,15 +80,23 @@ def to_number(text: str) -> float | None:
         return float(t)
     except ValueError:
         pass
-    t = re.sub(r"\s+", " ", t).replace(" and ", " ")
+    t = re.sub(r"\s+", " ", t)
     if t in NUMBER_WORDS:
         return float(NUMBER_WORDS[t])
-    parts = t.split(" hundred")
-    if len(parts) == 2 and parts[0] in NUMBER_WORDS:
-        rest = parts[1].strip()
-        tail = NUMBER_WORDS.get(rest, 0) if rest else 0
-        return float(NUMBER_WORDS[parts[0]] * 100 + tail)
-    return None
+    total = current = 0
+    seen = False
+    for word in t.replace(" and ", " ").replace("-", " ").split():
+        if word == "hundred":
+            current = (current or 1) * 100
+        elif word == "thousand":
+            total += (current or 1) * 1000
+            current = 0
+        elif word in _UNITS_WORDS:
+            current += _UNITS_WORDS[word]
+        else:
+            return None
+        seen = True
+    return float(total + current) if seen else None
 
 
 SIDE_WORDS = {
@@ -169,12 +180,17 @@ def _word_num_regex() -> re.Pattern[str]:
         from nlp.lexicons import trie_regex
 
         phrases = [k for k in NUMBER_WORDS if k not in ("a", "an", "single", "a single", "both", "twice", "once")]
+        tens = [
+            t + u
+            for t in ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+            for u in ("", "-one", "-two", "-three", "-four", "-five", "-six", "-seven", "-eight", "-nine")
+        ]
         combos = [
             f"{h} hundred{a}{t}"
-            for h in ("one", "two", "three", "four", "five")
+            for h in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
             for a in ("", " and")
-            for t in ("", " fifty", " twenty-five", " seventy-five", " fifty-five")
-        ]
+            for t in ("", " ten", " fifteen", " five", *(" " + x for x in tens))
+        ] + tens
         _WORD_NUM = re.compile(
             r"(?<![A-Za-z0-9])" + trie_regex(sorted(set(phrases + combos))) + r"(?![A-Za-z0-9])", re.IGNORECASE
         )

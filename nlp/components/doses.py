@@ -34,6 +34,7 @@ _BRANDS = (
 VIAL = re.compile(
     rf"(?P<size>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*-?[ \t]*"
     rf"(?:(?:single[- ](?:use|dose)|sdv|unit|{_BRANDS})[ \t]+)?\n?[ \t]*(?:vials?|bottles?)\b(?:[ \t]*[x×][ \t]*(?P<count3>\d+)\b)?"
+    rf"|(?P<size4>{NUM})[ \t]*-?[ \t]*{_U}[ \t]*[x×][ \t]*(?P<count4>\d+)[ \t]*(?:vials?|bottles?)\b"
     rf"|(?P<size3>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:of[ \t]+{_BRANDS}[ \t]+)?(?:was[ \t]+|were[ \t]+)?(?:reconstituted|diluted|mixed)\b",
     _I,
 )
@@ -49,12 +50,12 @@ _VERB_WASTE = r"(?:discarded|wasted|waste|wastage|unused|not[ \t]+used|not[ \t]+
 WASTE = re.compile(
     rf"(?P<n>{NUM})[ \t]*-?[ \t]*{_U}(?:[ \t]+of[ \t]+(?:\w+[ \t]+){{0,3}}?)?(?:[ \t]*\n[ \t]*(?-i:(?=[a-z]))|[ \t]*)"
     rf"(?:were[ \t]+|was[ \t]+|are[ \t]+|is[ \t]+)?(?:{_VERB_WASTE}|remaining[ \t]+(?:were[ \t]+|was[ \t]+)?discarded)(?![ \t]*:)"
-    rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
+    rf"|(?P<n5>{NUM})[ \t]*-?[ \t]*{_U}[ \t]+(?:\([^)\n]{{0,20}}\)[ \t]*)?(?:remain(?:ed|ing)?|left|were[ \t]+left)\b[^.;\n]{{0,30}}?\b(?:discarded|wasted|disposed)",
     _I,
 )
 WASTE_WORD = re.compile(
     rf"\b(?:waste|wastage|wasted|discarded|discard|drug[ \t]+wasted|amount[ \t]+wasted|amount[ \t]+discarded|jw)[ \t]*(?:amount|volume)?[ \t]*"
-    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
+    rf"(?:[:=]|of|was|were|is)?[ \t]*(?:approximately[ \t]+)?(?:{_BRANDS}[ \t]+)?(?P<n2>{NUM})\s*-?\s*{_U}"
     rf"|\b(?:remainder|rest|balance|remaining|residual|leftover|unused)\b[^.;\d]{{0,30}}?[(,]?\s*(?P<n4>{NUM})\s*-?\s*{_U}\s*[),]?"
     rf"[^.;\d]{{0,40}}?\b(?:discarded|wasted|disposed|d/c'?d)"
     rf"|\b(?:remainder|rest|balance)\b[^.;\d]{{0,20}}?\b(?:discarded|wasted|disposed|d/c'?d)\s*\(\s*(?P<n6>{NUM})\s*-?\s*{_U}\s*\)",
@@ -65,6 +66,11 @@ NOWASTE = re.compile(
     r"|\b(?:0|zero|no)[ \t]*(?:units?|u)?[ \t]*(?:were[ \t]+|was[ \t]+)?(?:wasted|discarded)\b|\b(?:entire|whole|full|complete|all[ \t]+of[ \t]+the)[ \t]+(?:\d+[- ]?(?:units?|u)[ \t]+)?vials?[ \t]+"
     r"(?:\w+[ \t]+){0,2}?(?:was[ \t]+|were[ \t]+)?(?:used|administered|injected|utilized)|\bnothing[ \t]+(?:was[ \t]+)?(?:wasted|discarded)\b"
     r"|\bused[ \t]+in[ \t]+(?:its[ \t]+)?entirety\b|\bnone[ \t]+(?:was[ \t]+|were[ \t]+)?(?:wasted|discarded)\b|\bjz\b",
+    _I,
+)
+WASTE_VOLUME = re.compile(
+    rf"\b(?:remaining|remainder|rest|residual|leftover)\b[^.;\n\d]{{0,12}}?(?P<ml>{NUM})[ \t]*{_ML}[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)"
+    rf"|(?P<ml2>{NUM})[ \t]*{_ML}[ \t]+(?:remaining|left)\b[^.;\n\d]{{0,30}}?\b(?:discarded|wasted|disposed)",
     _I,
 )
 REMAINDER = re.compile(
@@ -165,9 +171,9 @@ def find_amounts(doc: Doc) -> list:
     for m in vials:
         if not free(m.start(), m.end()):
             continue
-        size = _num(m, "size", "size2", "size3")
+        size = _num(m, "size", "size2", "size3", "size4")
         start = m.start()
-        count = _num(m, "count3") if m.re is VIAL else None
+        count = _num(m, "count3", "count4") if m.re is VIAL else None
         if count is None:
             cm = _COUNT_BEFORE.search(text[max(0, start - 14) : start])
             if cm:
@@ -189,6 +195,10 @@ def find_amounts(doc: Doc) -> list:
         label = "WASTE" if n > 0 else "NOWASTE"
         _add(doc, spans, m.start(), m.end(), label, {"units": n})
         claimed.add(m.start(), m.end())
+    for m in WASTE_VOLUME.finditer(text):
+        if free(m.start(), m.end()):
+            _add(doc, spans, m.start(), m.end(), "WASTE", {"units": None, "ml": _num(m, "ml", "ml2")})
+            claimed.add(m.start(), m.end())
     for m in NOWASTE.finditer(text):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "NOWASTE", {"units": 0.0})

@@ -23,7 +23,7 @@ def map_claim(facts: Facts, dos: date, options: tuple[str, ...] = ()) -> Claim:
         claim.warn("PRODUCT_COSMETIC", product="Cosmetic toxin use")
         return claim
     chemo = chemodenervation_lines(facts, dos, options, claim) if facts.toxin_today else []
-    if facts.cancelled:
+    if facts.cancelled and not facts.nerves:
         claim.warn("PROCEDURE_NOT_PERFORMED")
     elif facts.toxin_mentioned and not chemo and not facts.injections:
         if facts.toxin_today and facts.administered_units:

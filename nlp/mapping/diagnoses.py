@@ -115,6 +115,11 @@ def _combine(facts: Facts) -> list[tuple[str, dict[str, str], list[Evidence]]]:
         if "quadriplegia" in by and "cp" not in q:
             q["cp"] = "quadriplegic"
         out["cerebral_palsy"] = (q, by["cerebral_palsy"][1])
+    elif "stroke" in by and not hemi and _one_sided_limbs(facts):
+        # spasticity of one side's limbs after a stroke is the hemiparesis the stroke left
+        q = dict(by["stroke"][0])
+        q["side"] = _one_sided_limbs(facts) or ""
+        out["stroke_hemiplegia"] = (q, by["stroke"][1])
     elif "stroke" in by and hemi:
         q = dict(by["stroke"][0])
         q.update({k: v for k, v in hemi[0].items() if k == "side"})
@@ -143,6 +148,15 @@ def _combine(facts: Facts) -> list[tuple[str, dict[str, str], list[Evidence]]]:
             if dom:
                 q["dominance"] = dom
     return [(c, q, ev) for c, (q, ev) in out.items()]
+
+
+def _one_sided_limbs(facts: Facts) -> str | None:
+    sides = {i.side for i in facts.injections if i.region in ("upper_extremity", "lower_extremity")}
+    sides |= {
+        dict(d.qualifiers).get("side") for d in facts.diagnoses if d.concept == "spasticity" and dict(d.qualifiers).get("side")
+    }
+    sides.discard(None)
+    return next(iter(sides)) if len(sides) == 1 and sides <= {"L", "R"} else None
 
 
 def diagnosis_codes(

@@ -117,11 +117,13 @@ def _sided(
     return [_line(row, 1, [], evidence, base + "; side not documented", sources=sources)]
 
 
-def _groups(facts: Facts, options: tuple[str, ...]) -> dict[str, _Group]:
+def _groups(facts: Facts, options: tuple[str, ...], dos: date) -> dict[str, _Group]:
     out: dict[str, _Group] = {}
+    # the migraine code exists only from 2013; before it the same muscles are coded by region
+    migraine = facts.migraine_protocol and bool(_rules_for("migraine", dos, options))
     for inj in facts.injections:
         region = _region_of(inj, options)
-        if facts.migraine_protocol and region in ("facial", "trigeminal", "neck", "trunk"):
+        if migraine and region in ("facial", "trigeminal", "neck", "trunk"):
             region = "migraine"
         g = out.setdefault(region, _Group(region, set(), set(), [], set(), []))
         if inj.side in ("L", "R"):
@@ -168,7 +170,7 @@ _LIMB_NAME = {
 def chemodenervation_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) -> list[ClaimLine]:
     """Procedure lines for the injected muscles and sites (C1, C3–C6, C12, C14)."""
     lines: list[ClaimLine] = []
-    groups = _groups(facts, options)
+    groups = _groups(facts, options, dos)
     ambiguous = sorted({n for g in groups.values() for n in g.groups})
     if ambiguous:
         claim.warn("MUSCLE_COUNT_AMBIGUOUS", names=", ".join(ambiguous))
@@ -235,9 +237,15 @@ def _extremity_lines(facts: Facts, rows: list[Row], options: tuple[str, ...]) ->
         row = _band(rows, role, g.count)
         if row is None:
             continue
-        lines.append(
-            _line(row, 1, [], g.evidence, f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}", sources=g.injections)
-        )
+        reason = f"{_LIMB_NAME[key]}: {g.count} muscle(s); {row['reason']}"
+        same = next((ln for ln in lines if ln.code == row["code"]), None)
+        if same is not None:  # a second add-on extremity of the same band: one line, units added
+            same.units += 1
+            same.reason += f"; {reason}"
+            same.evidence.extend(g.evidence)
+            same.sources.extend(g.injections)
+            continue
+        lines.append(_line(row, 1, [], g.evidence, reason, sources=g.injections))
     return lines
 
 

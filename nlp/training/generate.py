@@ -52,7 +52,7 @@ from typing import Any
 from nlp.training.gold import split_of
 
 SEED = 20260321
-N_NOTES = 600
+N_NOTES = 1000
 GENERATOR_VERSION = "1"
 
 D2009_A = date(2009, 4, 29)  # before: "type A" can only be Botox
@@ -862,7 +862,8 @@ def _entry(rng: random.Random, case: Case, w: Writer, inj: Inj, style: str, with
             w.mark(inj, f"{sd} {name}" if sides_ok else name)
             w.add(f" {dose}")
         if rng.random() < 0.3:
-            w.add(f" ({rng.choice((1, 2, 2, 3))} sites)")
+            n_sites = rng.choice((1, 2, 2, 3))
+            w.add(f" ({n_sites} site{'s' if n_sites > 1 else ''})")
         w.add("\n")
         return
     if style == "template":
@@ -1160,7 +1161,9 @@ def render(rng: random.Random, case: Case) -> str:
 
 
 def _second_body(rng: random.Random, case: Case, w: Writer, style: str, injs: list[Inj]) -> None:
-    for i in injs:
+    for k, i in enumerate(injs):
+        if style == "terse" and k:
+            w.add(", ")
         _entry(rng, case, w, i, "bullets" if style in ("table", "template") else style)
     if style in ("prose", "terse"):
         w.add("\n")

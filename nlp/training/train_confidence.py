@@ -38,6 +38,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -188,7 +189,11 @@ def fit_calibrated(kind: str, X_fit: list[dict[str, Any]], y_fit: list[int], X_c
     from sklearn.frozen import FrozenEstimator
 
     base = base_estimator(kind).fit(X_fit, y_fit)
-    return CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid").fit(X_cal, y_cal)
+    with warnings.catch_warnings():
+        # a frozen estimator is not refit: the CV split CalibratedClassifierCV still makes only groups the
+        # calibration rows, so its "least populated class" warning does not apply
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid").fit(X_cal, y_cal)
 
 
 def proba(model: Any, X: list[dict[str, Any]]) -> list[float]:
@@ -278,7 +283,7 @@ def write_threshold(threshold: float, profiles: tuple[str, ...] = PROFILES) -> l
     for name in profiles:
         path = Path(str(_files().joinpath("profiles", f"{name}.toml")))
         text = path.read_text(encoding="utf-8")
-        new = re.sub(r"(?m)^(auto_threshold\s*=\s*)[0-9.]+\s*$", lambda m: f"{m.group(1)}{threshold:.4f}", text)
+        new = re.sub(r"(?m)^(auto_threshold[ \t]*=[ \t]*)[0-9.]+[ \t]*$", lambda m: f"{m.group(1)}{threshold:.4f}", text)
         if "auto_threshold" not in new:
             new = text.rstrip("\n") + f"\n\n[routing]\nauto_threshold = {threshold:.4f}\n"
         if new != text:
