@@ -14,7 +14,7 @@ How
    ``btxcode eval``'s normalisation; a diagnosis when it is in a gold group or optional; the claim when it
    is exact. Features: :mod:`nlp.scoring.features`.
 3. Split: the notes' fixed ``split`` (``nlp.training.gold.split_of``). The *train* notes are divided by a
-   second hash byte into a fit part (≈70 %) and a calibration part (≈30 %): the base pipeline
+   second hash byte into a fit part (≈80 %) and a calibration part (≈20 %): the base pipeline
    (``DictVectorizer`` + gradient boosting) is fit on the first, and ``CalibratedClassifierCV(
    FrozenEstimator(base), method="sigmoid")`` on the second. One model each for lines, diagnoses, claims.
 4. Threshold: on *dev*, the lowest claim confidence at which the claims routed to auto are exactly right
@@ -84,8 +84,8 @@ class _Recorder:
 
 
 def fit_part(name: str) -> str:
-    """Train notes: ``fit`` (≈70 %) or ``cal`` (≈30 %), by the second byte of the id's SHA-256."""
-    return "fit" if hashlib.sha256(name.encode("utf-8")).digest()[1] < 179 else "cal"
+    """Train notes: ``fit`` (≈80 %) or ``cal`` (≈20 %), by the second byte of the id's SHA-256."""
+    return "fit" if hashlib.sha256(name.encode("utf-8")).digest()[1] < 204 else "cal"
 
 
 def training_files(root: Path) -> list[Path]:
@@ -180,6 +180,29 @@ def base_estimator(kind: str) -> Any:
               "claim": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05}}[kind]
     return make_pipeline(DictVectorizer(sparse=True), GradientBoostingClassifier(
         subsample=1.0, min_samples_leaf=5, random_state=RANDOM_STATE, **params))
+
+
+MIN_CAL_PER_CLASS = 5
+
+
+def ensure_both_classes(fit: list[NoteRows], cal: list[NoteRows], kind: str) -> tuple[list[NoteRows], list[NoteRows], list[str]]:
+    """The fit and calibration notes for ``kind``, with fit notes moved to calibration (in name order) until
+    the calibration rows hold at least :data:`MIN_CAL_PER_CLASS` of each label — right diagnoses are so
+    common that a plain hash split can leave the calibration part without a single wrong one."""
+    fit, cal = list(fit), list(cal)
+    moved: list[str] = []
+    for label in (0, 1):
+        have = _xy(cal, kind)[1].count(label)
+        for n in sorted(fit, key=lambda n: n.name):
+            if have >= MIN_CAL_PER_CLASS:
+                break
+            k = _xy([n], kind)[1].count(label)
+            if k and _xy(fit, kind)[1].count(label) - k >= MIN_CAL_PER_CLASS:
+                fit.remove(n)
+                cal.append(n)
+                moved.append(n.name)
+                have += k
+    return fit, cal, moved
 
 
 def fit_calibrated(kind: str, X_fit: list[dict[str, Any]], y_fit: list[int], X_cal: list[dict[str, Any]],
@@ -317,9 +340,12 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
     by_part = {p: [n for n in notes if n.part == p] for p in ("fit", "cal", "dev", "test")}
     log("notes: " + ", ".join(f"{k} {len(v)}" for k, v in by_part.items()))
     models: dict[str, Any] = {}
+    cal_moved: dict[str, list[str]] = {}
     for kind in KINDS:
-        Xf, yf, _ = _xy(by_part["fit"], kind)
-        Xc, yc, _ = _xy(by_part["cal"], kind)
+        fit, cal, moved = ensure_both_classes(by_part["fit"], by_part["cal"], kind)
+        cal_moved[kind] = moved
+        Xf, yf, _ = _xy(fit, kind)
+        Xc, yc, _ = _xy(cal, kind)
         models[kind] = fit_calibrated(kind, Xf, yf, Xc, yc)
     y_dev, p_dev = predictions(models, by_part["dev"], "claim")
     threshold = metrics.choose_threshold(y_dev, p_dev, TARGET_PRECISION)
@@ -352,7 +378,9 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
                           "sets": [s for s, _, _ in SETS],
                           "notes": {p: len(v) for p, v in by_part.items()},
                           "rows": {kind: {p: len(_xy(v, kind)[1]) for p, v in by_part.items()} for kind in KINDS},
-                          "fit_cal": "train notes: SHA-256(id)[1] < 179 → fit, else calibration"},
+                          "fit_cal": "train notes: SHA-256(id)[1] < 204 → fit, else calibration; notes moved to "
+                                     f"calibration so that each label has ≥ {MIN_CAL_PER_CLASS} rows there",
+                          "moved_to_calibration": cal_moved},
         "tables_digest": tables_digest(),
         "libraries": _versions(),
         "git": _git(root.resolve().parent),

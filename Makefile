@@ -1,0 +1,56 @@
+# btxcode: one command per task. Quick start on a fresh machine: `make run`, then `make test`.
+# Needs GNU make and Python >= 3.11 (choose it with PY=python3.12 etc.); everything else goes in .venv.
+
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON := $(BIN)/python
+STAMP := $(VENV)/.installed
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+PYTEST_ARGS ?=
+# the real-world notes live next to the repository (override with MTSAMPLES=... or BTXCODE_SHARED=...)
+MTSAMPLES ?= $(firstword $(wildcard $(BTXCODE_SHARED)/realworld/mtsamples ../shared/realworld/mtsamples \
+                                    shared/realworld/mtsamples))
+
+.DEFAULT_GOAL := help
+.PHONY: help .venv venv run test lint gold eval bench clean
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z. ]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.venv venv: $(STAMP) ## create .venv and install btxcode with its dev tools (once; again when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "btxcode needs Python >= 3.11: run make with PY=python3.11 (or newer)" >&2; exit 1; }
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "'$(PY) -m venv' failed; on Debian/Ubuntu install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev]'
+	@touch $@
+
+run: $(STAMP) ## set up, then serve the coder page + APIs on http://127.0.0.1:8000 (state in BTXCODE_HOME, default ./var)
+	$(PYTHON) -m service serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP) ## set up, then lint (ruff) and run the test suite (pytest)
+	$(BIN)/ruff check .
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check
+	$(BIN)/ruff check .
+
+gold: $(STAMP) ## merge training_data/gold_parts into training_data/gold.json (fixed split)
+	$(PYTHON) -m nlp.training.gold
+
+eval: $(STAMP) ## score the MTSamples reference (codes stripped, DOS from reference.json) and the dev split
+	@if [ -n "$(MTSAMPLES)" ] && [ -f "$(MTSAMPLES)/reference.json" ]; then \
+	  echo "== MTSamples ($(MTSAMPLES)), PROCEDURE CODES lines removed"; \
+	  $(BIN)/btxcode eval $(MTSAMPLES)/reference.json $(MTSAMPLES) --strip-codes; \
+	else echo "== MTSamples not found (set MTSAMPLES=path/to/mtsamples); skipped"; fi
+	@echo "== training_data dev split"
+	$(BIN)/btxcode eval training_data/gold.json training_data/notes --split dev
+
+bench: $(STAMP) ## throughput benchmark (bench/run.py)
+	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "bench/run.py does not exist yet"; fi
+
+clean: ## remove .venv and build/test caches
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
