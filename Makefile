@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP) ## set up, then serve the coder page + APIs on http://127.0.0.1:8000 (state in BTXCODE_HOME, default ./var)
-	$(PYTHON) -m service serve --host 127.0.0.1 --port 8000
+	$(BIN)/btxcode serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP) ## set up, then lint (ruff) and run the test suite (pytest)
 	$(BIN)/ruff check .

@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write the JSON report here")
     e.add_argument("-v", "--verbose", action="store_true")
     e.set_defaults(func=cmd_eval)
+    from service.cli import add_service_commands  # serve, keys, feedback (imports nothing heavy)
+
+    add_service_commands(sub)
     return ap
 
 
