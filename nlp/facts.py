@@ -196,7 +196,8 @@ _LANDMARK = re.compile(
 )
 _CONNECT_BEFORE = re.compile(
     r"\s*(?:of\s+(?:[\w-]+\s+){0,3}?)?(?:(?:was|were|is|are|then)\s+)?(?:(?:injected|given|placed|administered|delivered|used|"
-    r"divided|distributed|split)\s+)?(?:(?:each|evenly|equally)\s+)?(?:in|into|to|at|for|within|across|throughout|per)\s+"
+    r"divided|distributed|split)\s+)?(?:(?:each|per|to\s+each|in\s+each|both)\s+(?:eyes?|sides?|axillae?|limbs?)\s*,?\s*)?"
+    r"(?:(?:each|evenly|equally)\s+)?(?:in|into|to|at|for|within|across|throughout|per)\s+"
     r"(?:the\s+|each\s+|both\s+|bilateral\s+)?(?:(?:left|right|bilateral|lt\.?|rt\.?|l|r|b/l)\s+)?"
     r"(?:(?:upper|lower|medial|lateral|long|short|mid|middle|deep|superficial)\s+)?(?:head\s+of\s+(?:the\s+)?)?"
     r"|\s*[:(\-–]?\s*",
@@ -295,7 +296,7 @@ class _Note:
         for a in doc._.btx_mentions or ():
             self.by_label.setdefault(a["label"], []).append(a)
             self.by_seg.setdefault(a["ctx"]["segment"], []).append(a)
-        for lst in self.by_label.values():
+        for lst in (*self.by_label.values(), *self.by_seg.values()):
             lst.sort(key=lambda a: a["start"])
 
     def muscles_after(self, pos: int) -> list[dict[str, Any]]:
@@ -484,7 +485,10 @@ def _dose_for(
     seg = m["ctx"]["segment"]
     text = note.text
     limit_after = nxt["start"] if nxt is not None and nxt["ctx"]["segment"] == seg else note.segs.ranges[seg][1]
-    cands = [a for a in note.by_seg.get(seg, ()) if a["label"] in ("DOSE", "VOLUME") and a["start"] not in used]
+    cands = sorted(
+        (a for a in note.by_seg.get(seg, ()) if a["label"] in ("DOSE", "VOLUME") and a["start"] not in used),
+        key=lambda a: a["start"],
+    )
     after = [a for a in cands if m["end"] <= a["start"] < limit_after and a["start"] - m["end"] <= 60]
     lower = prev["end"] if prev is not None and prev["ctx"]["segment"] == seg else note.segs.ranges[seg][0]
     before = [a for a in cands if lower <= a["start"] and a["end"] <= m["start"] and m["start"] - a["end"] <= 45]
@@ -714,7 +718,7 @@ def _cancellation(note: _Note, f: Facts) -> None:
 
 
 _REGION_SIDE = re.compile(
-    r"(?<![A-Za-z])(?P<s>left|right|bilateral|both|lt|rt|L|R)\b[\s-]*(?:sided\s+|side\s+of\s+(?:the\s+)?)?(?:\w+\s+){0,2}?"
+    r"(?<![A-Za-z])(?P<s>left|right|bilateral|both|each|lt|rt|L|R)\b[\s-]*(?:sided\s+|side\s+of\s+(?:the\s+)?)?(?:\w+\s+){0,2}?"
     r"(?P<r>hemi-?face|face|facial|eyes?|eyelids?|lids?|neck|cervical|arm|upper (?:extremity|limb)|forearm|hand|wrist|elbow|"
     r"leg|lower (?:extremity|limb)|calf|foot|ankle|knee|thigh|hip|vocal (?:fold|cord)s?|thyroarytenoids?|axillae?|parotids?)\b",
     re.IGNORECASE,

@@ -123,6 +123,7 @@ SIDE_WORDS = {
     "b/l": "B",
     "both": "B",
     "b": "B",
+    "each": "B",
     "bilat.": "B",
     "bilateral-": "B",
     "both sides": "B",

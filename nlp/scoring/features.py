@@ -249,7 +249,11 @@ def line_features(facts: Facts, line: Any, result: dict[str, Any], note: dict[st
                   lines: list[Any] | None = None) -> dict[str, Any]:
     """Features of one claim line (``nlp.mapping.model.ClaimLine``). ``note`` is
     ``note_features(facts, result)`` when already computed; ``lines`` the claim's lines (for counts)."""
-    f = dict(note if note is not None else note_features(facts, result))
+    return {**(note if note is not None else note_features(facts, result)), **line_only_features(facts, line, lines)}
+
+
+def line_only_features(facts: Facts, line: Any, lines: list[Any] | None = None) -> dict[str, Any]:
+    """The line's own features (:data:`LINE_FEATURES`), without the note-level ones."""
     src = list(getattr(line, "sources", []) or [])
     ev = list(line.evidence)
     mods = list(line.modifiers)
@@ -257,7 +261,7 @@ def line_features(facts: Facts, line: Any, result: dict[str, Any], note: dict[st
     drug_ratio = -1.0
     if line.system == "HCPCS" and facts.administered_units and "JW" not in mods:
         drug_ratio = min(5.0, line.units / max(facts.administered_units, 1e-9))
-    f.update({
+    return {
         "l_rule": line.rule,
         "l_code": line.code,
         "l_family": _family(line.code),
@@ -283,8 +287,7 @@ def line_features(facts: Facts, line: Any, result: dict[str, Any], note: dict[st
         "l_src_guidance": sorted({i.guidance or "unset" for i in src}),
         "l_n_same_code": same,
         "l_drug_units_vs_admin": drug_ratio,
-    })
-    return f
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,11 +297,15 @@ def line_features(facts: Facts, line: Any, result: dict[str, Any], note: dict[st
 def dx_features(facts: Facts, dx: Any, result: dict[str, Any], note: dict[str, Any] | None = None,
                 dxs: list[Any] | None = None) -> dict[str, Any]:
     """Features of one diagnosis code (``nlp.mapping.model.DiagnosisCode``)."""
-    f = dict(note if note is not None else note_features(facts, result))
+    return {**(note if note is not None else note_features(facts, result)), **dx_only_features(facts, dx, dxs)}
+
+
+def dx_only_features(facts: Facts, dx: Any, dxs: list[Any] | None = None) -> dict[str, Any]:
+    """The diagnosis's own features (:data:`DX_FEATURES`)."""
     starts = {e.start for e in dx.evidence}
     matched = [d for d in facts.diagnoses if d.evidence.start in starts]
     cat = dx.code.split(".")[0][:3]
-    f.update({
+    return {
         "d_rule": dx.rule,
         "d_listed": dx.rule == "DX-LISTED",
         "d_cat": cat,
@@ -310,8 +317,7 @@ def dx_features(facts: Facts, dx: Any, result: dict[str, Any], note: dict[str, A
         "d_n_quals": max((len(d.qualifiers) for d in matched), default=0),
         "d_n_same_cat": sum(1 for d in (dxs or []) if d.code.split(".")[0][:3] == cat),
         "d_ev_first": _log(min(starts, default=0)),
-    })
-    return f
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,12 +326,16 @@ def dx_features(facts: Facts, dx: Any, result: dict[str, Any], note: dict[str, A
 
 def claim_features(facts: Facts, claim: Any, result: dict[str, Any], note: dict[str, Any] | None = None) -> dict[str, Any]:
     """Features of the whole claim (``nlp.mapping.model.Claim``): the note plus aggregates of its lines."""
-    f = dict(note if note is not None else note_features(facts, result))
+    return {**(note if note is not None else note_features(facts, result)), **claim_only_features(claim)}
+
+
+def claim_only_features(claim: Any) -> dict[str, Any]:
+    """The claim's own features (:data:`CLAIM_FEATURES`): aggregates of its lines and diagnoses."""
     lines = list(claim.lines)
     kinds = Counter(getattr(ln, "kind", "procedure") for ln in lines)
     src = [i for ln in lines for i in (getattr(ln, "sources", []) or [])]
     drug = [ln for ln in lines if ln.system == "HCPCS"]
-    f.update({
+    return {
         "c_codes": sorted({ln.code for ln in lines}),
         "c_rules": sorted({ln.rule for ln in lines}),
         "c_kinds": sorted(kinds),
@@ -342,16 +352,24 @@ def claim_features(facts: Facts, claim: Any, result: dict[str, Any], note: dict[
         "c_dx_rules": sorted({d.rule for d in claim.diagnoses}),
         "c_dx_listed": sum(1 for d in claim.diagnoses if d.rule == "DX-LISTED"),
         "c_empty": not lines,
-    })
-    return f
+    }
+
+
+def note_parts(facts: Facts, claim: Any, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The note-level features once, and each row's own features by kind (``line``, ``dx``, ``claim``):
+    a row is ``{**note, **part}``. The scorer encodes the shared part once per note."""
+    note = note_features(facts, result)
+    return note, {
+        "line": [line_only_features(facts, ln, claim.lines) for ln in claim.lines],
+        "dx": [dx_only_features(facts, d, claim.diagnoses) for d in claim.diagnoses],
+        "claim": [claim_only_features(claim)],
+    }
 
 
 def note_rows(facts: Facts, claim: Any, result: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(line rows, diagnosis rows, claim row) of one note, in the order of the claim's lines and diagnoses."""
-    note = note_features(facts, result)
-    lines = [line_features(facts, ln, result, note, claim.lines) for ln in claim.lines]
-    dxs = [dx_features(facts, d, result, note, claim.diagnoses) for d in claim.diagnoses]
-    return lines, dxs, claim_features(facts, claim, result, note)
+    note, parts = note_parts(facts, claim, result)
+    return ([{**note, **p} for p in parts["line"]], [{**note, **p} for p in parts["dx"]], {**note, **parts["claim"][0]})
 
 
 def check_row(row: dict[str, Any], kind: str) -> None:

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlp.scoring.features import FEATURE_VERSION, feature_hash, note_rows
+from nlp.scoring.features import FEATURE_VERSION, feature_hash, note_parts
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
@@ -96,7 +96,9 @@ def load_model(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     bundle = joblib.load(fpath)
     if not isinstance(bundle, dict) or bundle.get("feature_hash") != feature_hash():
         raise ModelError(f"{fpath} does not carry the feature hash of its manifest; run `make train`")
-    return {k: bundle["models"][k] for k in KINDS}, manifest
+    models = {k: bundle["models"][k] for k in KINDS}
+    models["_check_rows"] = bundle.get("check_rows") or {}
+    return models, manifest
 
 
 class ConfidenceScorer:
@@ -105,21 +107,28 @@ class ConfidenceScorer:
     All lines of a note are scored in one ``predict_proba`` call (likewise its diagnoses), then the claim."""
 
     def __init__(self, models: dict[str, Any], manifest: dict[str, Any]):
-        self.models = models
+        self.models = {k: models[k] for k in KINDS}
         self.manifest = manifest
         self.version = f"conf-{manifest['model']['sha256'][:12]}"
         self.default_threshold = float(manifest.get("threshold", {}).get("value", 1.0))
+        self.fast = _compile(self.models, models.get("_check_rows") or {})
 
     def _proba(self, kind: str, rows: list[dict[str, Any]]) -> list[float]:
+        """scikit-learn's ``predict_proba`` for all rows of one kind (the reference path)."""
         if not rows:
             return []
-        p = self.models[kind].predict_proba(rows)[:, 1]
-        return [round(float(v), 4) for v in p]
+        return [round(float(v), 4) for v in self.models[kind].predict_proba(rows)[:, 1]]
 
     def predict(self, facts: Any, claim: Any, result: dict[str, Any]) -> tuple[list[float], list[float], float]:
-        """(line confidences, diagnosis confidences, claim confidence) for one note."""
-        line_rows, dx_rows, claim_row = note_rows(facts, claim, result)
-        return self._proba("line", line_rows), self._proba("dx", dx_rows), self._proba("claim", [claim_row])[0]
+        """(line confidences, diagnosis confidences, claim confidence) for one note: every row of the note is
+        evaluated in one batch (one call per kind on the scikit-learn path)."""
+        note, parts = note_parts(facts, claim, result)
+        if self.fast is not None:
+            p = self.fast.predict({k: note for k in KINDS}, parts)
+            r = {k: [round(v, 4) for v in p.get(k, [])] for k in KINDS}
+            return r["line"], r["dx"], r["claim"][0]
+        rows = {k: [{**note, **x} for x in parts[k]] for k in KINDS}
+        return self._proba("line", rows["line"]), self._proba("dx", rows["dx"]), self._proba("claim", rows["claim"])[0]
 
     def score(self, result: dict[str, Any], facts: Any, claim: Any, prof: dict[str, Any]) -> None:
         lines, dxs, conf = self.predict(facts, claim, result)
@@ -130,6 +139,25 @@ class ConfidenceScorer:
         result["confidence"] = conf
         threshold = float((prof.get("routing") or {}).get("auto_threshold", self.default_threshold))
         result["route"] = "auto" if conf >= threshold else "review"
+
+
+def _compile(models: dict[str, Any], check_rows: dict[str, list[dict[str, Any]]]) -> Any:
+    """A plain-NumPy evaluator of the three models (:mod:`nlp.scoring.fast`), used only when it gives
+    ``predict_proba``'s numbers on the reference rows stored with the model; else None."""
+    from nlp.scoring.fast import CompiledModel, CompiledSet
+
+    compiled = {}
+    for kind in KINDS:
+        fast = CompiledModel.from_sklearn(models[kind])
+        rows = check_rows.get(kind) or []
+        if fast is None or not rows:
+            return None
+        want = models[kind].predict_proba(rows)[:, 1]
+        got = fast.predict(rows)
+        if max(abs(float(a) - b) for a, b in zip(want, got, strict=True)) > 1e-9:
+            return None
+        compiled[kind] = fast
+    return CompiledSet(compiled)
 
 
 def load_scorer(model_dir: str | Path | None = None) -> ConfidenceScorer | None:

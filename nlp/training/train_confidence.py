@@ -361,7 +361,9 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
     report["test_coverage_curve"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in pt.items()}
                                      for pt in metrics.coverage_curve(y_test, p_test)]
     out.mkdir(parents=True, exist_ok=True)
-    bundle = {"models": models, "feature_version": FEATURE_VERSION, "feature_hash": feature_hash()}
+    check_rows = {kind: _xy(by_part["cal"], kind)[0][:40] for kind in KINDS}
+    bundle = {"models": models, "feature_version": FEATURE_VERSION, "feature_hash": feature_hash(),
+              "check_rows": check_rows}
     fpath = out / MODEL_FILE
     joblib.dump(bundle, fpath, compress=3)
     changed = write_threshold(threshold) if write_profiles else []
@@ -390,7 +392,7 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     if plots:
-        from nlp.scoring.report import plot_reliability, plot_coverage
+        from nlp.scoring.report import plot_coverage, plot_reliability
 
         series = {kind: predictions(models, by_part["test"], kind) for kind in KINDS}
         plot_reliability(series, out / "reliability_test.png", title="Reliability on the test split")

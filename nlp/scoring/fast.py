@@ -1,0 +1,243 @@
+"""Plain-Python evaluation of a fitted confidence model, with the numbers of ``predict_proba``.
+
+The persisted model is the scikit-learn object (``CalibratedClassifierCV`` over a frozen
+``DictVectorizer`` + ``GradientBoostingClassifier`` pipeline). Calling ``predict_proba`` on it costs a
+few milliseconds per call in input validation alone — more than the whole engine spends on a note — so
+the scorer compiles it once at load time into flat node arrays and walks every tree for all of a note's
+rows in a few vectorised NumPy steps (one per tree level). :meth:`CompiledModel.from_sklearn` returns ``None`` for any other model
+structure, and the scorer checks the compiled numbers against ``predict_proba`` on reference rows
+before using them (falling back to ``predict_proba`` on any difference).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable
+from numbers import Number
+from typing import Any
+
+_NUMBER = (int, float, bool)
+_SEQ = (list, tuple, set, frozenset)
+
+
+def encode(row: dict[str, Any], sep: str = "=") -> dict[str, float]:
+    """``DictVectorizer``'s view of one row: numbers as they are, strings as ``name=value`` → 1, iterables
+    of strings as counts of ``name=value``; values rounded to float32 as the trees see them."""
+    out: dict[str, float] = {}
+    for k, v in row.items():
+        t = type(v)
+        if t is str:
+            key = f"{k}{sep}{v}"
+            out[key] = out.get(key, 0.0) + 1.0
+        elif t in _NUMBER or isinstance(v, Number):
+            out[k] = out.get(k, 0.0) + float(v)
+        elif t in _SEQ or isinstance(v, Iterable):
+            for vv in v:
+                key = f"{k}{sep}{vv}"
+                out[key] = out.get(key, 0.0) + 1.0
+        else:
+            raise TypeError(f"feature {k!r} has unsupported value {v!r}")
+    if out:
+        keys = list(out)
+        out = dict(zip(keys, array("f", [out[k] for k in keys]).tolist(), strict=True))
+    return out
+
+
+class CompiledModel:
+    """Sigmoid-calibrated gradient boosting as flat node arrays, evaluated for all rows and trees at once."""
+
+    def __init__(self, columns: dict[str, int], feat: Any, thr: Any, left: Any, right: Any, value: Any, roots: Any,
+                 depth: int, init: float, calibrators: list[tuple[float, float]], sep: str):
+        self.columns = columns
+        self.feat, self.thr, self.left, self.right, self.value, self.roots = feat, thr, left, right, value, roots
+        self.depth = depth
+        self.init = init
+        self.calibrators = calibrators
+        self.sep = sep
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> CompiledModel | None:
+        """Compile ``CalibratedClassifierCV(FrozenEstimator(Pipeline(DictVectorizer, GradientBoostingClassifier)),
+        method="sigmoid")``; None for anything else."""
+        try:
+            import numpy as np
+            from sklearn.calibration import CalibratedClassifierCV
+            from sklearn.ensemble import GradientBoostingClassifier
+            from sklearn.feature_extraction import DictVectorizer
+            from sklearn.pipeline import Pipeline
+
+            if not isinstance(model, CalibratedClassifierCV) or model.method != "sigmoid":
+                return None
+            calibrators = []
+            pipe = None
+            for cc in model.calibrated_classifiers_:
+                est = getattr(cc.estimator, "estimator", cc.estimator)  # unwrap FrozenEstimator
+                if pipe is None:
+                    pipe = est
+                elif est is not pipe:
+                    return None
+                if len(cc.calibrators) != 1:
+                    return None
+                cal = cc.calibrators[0]
+                calibrators.append((float(cal.a_), float(cal.b_)))
+            if not isinstance(pipe, Pipeline) or len(pipe.steps) != 2:
+                return None
+            vec, gbc = pipe.steps[0][1], pipe.steps[1][1]
+            if not isinstance(vec, DictVectorizer) or not isinstance(gbc, GradientBoostingClassifier):
+                return None
+            if len(gbc.classes_) != 2 or gbc.estimators_.shape[1] != 1:
+                return None
+            lr = float(gbc.learning_rate)
+            feats, thrs, lefts, rights, vals, roots = [], [], [], [], [], []
+            depth = 0
+            for i in range(gbc.estimators_.shape[0]):
+                t = gbc.estimators_[i, 0].tree_
+                off = len(feats)
+                roots.append(off)
+                depth = max(depth, int(t.max_depth))
+                for node in range(t.node_count):
+                    leaf = t.children_left[node] == -1
+                    feats.append(0 if leaf else int(t.feature[node]))
+                    thrs.append(math.inf if leaf else float(t.threshold[node]))
+                    lefts.append(off + node if leaf else off + int(t.children_left[node]))
+                    rights.append(off + node if leaf else off + int(t.children_right[node]))
+                    vals.append(float(t.value[node].ravel()[0]) * lr if leaf else 0.0)
+            fast = cls({n: k for k, n in enumerate(vec.feature_names_)}, np.asarray(feats, dtype=np.intp),
+                       np.asarray(thrs, dtype=np.float64), np.asarray(lefts, dtype=np.intp),
+                       np.asarray(rights, dtype=np.intp), np.asarray(vals, dtype=np.float64),
+                       np.asarray(roots, dtype=np.intp), depth, 0.0, calibrators, vec.separator)
+            raw0 = float(gbc.decision_function(vec.transform([{}])).ravel()[0])
+            fast.init = raw0 - float(fast.raw([{}])[0])  # fast.init is 0.0 while this runs
+            return fast
+        except (ImportError, AttributeError, TypeError, ValueError):
+            return None
+
+    def raw(self, rows: list[dict[str, Any]]) -> Any:
+        """The boosting decision function of each row."""
+        return CompiledSet({"_": self}).raw({"_": {}}, {"_": rows})["_"]
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[float]:
+        """Calibrated probability of the positive class for each row (``predict_proba(rows)[:, 1]``)."""
+        if not rows:
+            return []
+        return CompiledSet({"_": self}).predict({"_": {}}, {"_": rows})["_"]
+
+
+def _append(row: dict[str, Any], cols: dict[str, int], sep: str, base: int, pos: list[int], val: list[float]) -> None:
+    """Append the (flat position, value) pairs of ``row`` under the column map ``cols``."""
+    for k, v in row.items():
+        t = type(v)
+        if t is str:
+            c = cols.get(f"{k}{sep}{v}")
+            if c is not None:
+                pos.append(base + c)
+                val.append(1.0)
+        elif t in _NUMBER:
+            c = cols.get(k)
+            if c is not None:
+                pos.append(base + c)
+                val.append(v)
+        elif t in _SEQ:
+            for vv in v:
+                c = cols.get(f"{k}{sep}{vv}")
+                if c is not None:
+                    pos.append(base + c)
+                    val.append(1.0)
+        else:
+            for kk, vv in encode({k: v}, sep).items():
+                c = cols.get(kk)
+                if c is not None:
+                    pos.append(base + c)
+                    val.append(vv)
+
+
+class CompiledSet:
+    """Several compiled models evaluated together: one matrix and one tree walk for all rows of a note."""
+
+    def __init__(self, models: dict[str, CompiledModel]):
+        import numpy as np
+
+        self.kinds = list(models)
+        self.models = models
+        col_off, node_off = 0, 0
+        feats, thrs, lefts, rights, vals = [], [], [], [], []
+        self.col_off: dict[str, int] = {}
+        roots: dict[str, Any] = {}
+        for kind, m in models.items():
+            self.col_off[kind] = col_off
+            feats.append(m.feat + col_off)
+            thrs.append(m.thr)
+            lefts.append(m.left + node_off)
+            rights.append(m.right + node_off)
+            vals.append(m.value)
+            roots[kind] = m.roots + node_off
+            col_off += max(1, len(m.columns))
+            node_off += len(m.feat)
+        # a dummy leaf (value 0) pads the tree list of the kinds with fewer trees
+        dummy = node_off
+        self.feat = np.concatenate([*feats, [0]]).astype(np.intp)
+        self.thr = np.concatenate([*thrs, [math.inf]])
+        self.left = np.concatenate([*lefts, [dummy]]).astype(np.intp)
+        self.right = np.concatenate([*rights, [dummy]]).astype(np.intp)
+        self.value = np.concatenate([*vals, [0.0]])
+        width = max(len(r) for r in roots.values())
+        self.roots = {k: np.concatenate([r, np.full(width - len(r), dummy, dtype=np.intp)]) for k, r in roots.items()}
+        self.width = col_off
+        self.depth = max(m.depth for m in models.values())
+
+    def raw(self, common: dict[str, dict[str, Any]], parts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """Decision function of every row, by kind. Row ``i`` of kind ``k`` is ``{**common[k], **parts[k][i]}``
+        (the keys of the two must not overlap); the shared part is encoded once per kind."""
+        import numpy as np
+
+        pos: list[int] = []
+        val: list[float] = []
+        order: list[str] = []
+        W = self.width
+        r = 0
+        for kind in self.kinds:
+            rows = parts.get(kind) or []
+            if not rows:
+                continue
+            m, off = self.models[kind], self.col_off[kind]
+            shared_pos: list[int] = []
+            shared_val: list[float] = []
+            _append(common.get(kind) or {}, m.columns, m.sep, off, shared_pos, shared_val)
+            for row in rows:
+                base = r * W
+                pos.extend(base + p for p in shared_pos)
+                val.extend(shared_val)
+                _append(row, m.columns, m.sep, base + off, pos, val)
+                order.append(kind)
+                r += 1
+        if not r:
+            return {}
+        # summed in float64 like DictVectorizer, then float32 like the trees
+        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64),
+                        minlength=r * W).astype(np.float32).reshape(r, W)
+        idx = np.stack([self.roots[k] for k in order])
+        rix = np.arange(r)[:, None]
+        for _ in range(self.depth):
+            go = X[rix, self.feat[idx]] <= self.thr[idx]
+            idx = np.where(go, self.left[idx], self.right[idx])
+        raw = self.value[idx].sum(axis=1).tolist()
+        out: dict[str, Any] = {}
+        for k, v in zip(order, raw, strict=True):
+            out.setdefault(k, []).append(v + self.models[k].init)
+        return out
+
+    def predict(self, common: dict[str, dict[str, Any]], parts: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+        """Calibrated probabilities by kind (kinds without rows are absent)."""
+        out: dict[str, list[float]] = {}
+        for kind, raws in self.raw(common, parts).items():
+            cal = self.models[kind].calibrators
+            out[kind] = [sum(_expit(-(a * f + b)) for a, b in cal) / len(cal) for f in raws]
+        return out
+
+
+def _expit(v: float) -> float:
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
