@@ -478,6 +478,17 @@ def _bare_dose(note: _Note, m: dict[str, Any], limit: int) -> float | None:
     return value if 0 < value <= 2000 else None
 
 
+def _dosing_line(note: _Note, seg: int) -> bool:
+    """A line listing two or more muscles each followed by a number ("MG 100 | LG 100 | Sol 120")."""
+    pairs = 0
+    for x in note.by_seg.get(seg, ()):
+        if x["label"] == "MUSCLE" and _BARE.match(note.text, x["end"], x["end"] + 40):
+            pairs += 1
+            if pairs >= 2:
+                return True
+    return False
+
+
 def _dose_for(
     note: _Note, m: dict[str, Any], nxt: dict[str, Any] | None, prev: dict[str, Any] | None, conc: float | None, used: set[int]
 ) -> tuple[float | None, dict[str, Any] | None]:
@@ -617,7 +628,7 @@ def _injections(note: _Note, f: Facts) -> None:
                 )
             if (other_agent or note.seg_has(seg, "AGENT")) and not has_toxin:
                 reason = "other injectate"
-            elif not (_INJECT_CUE.search(seg_text) or head is not None):
+            elif not (_INJECT_CUE.search(seg_text) or head is not None or (f.toxin_today and _dosing_line(note, seg))):
                 reason = "no injection documented"
         if reason is not None:
             f.excluded.append(Excluded("MUSCLE", m["text"], reason, m["start"]))
