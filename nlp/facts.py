@@ -307,6 +307,14 @@ class _Note:
         i = bisect.bisect_right(self._mstarts, pos)
         return mus[i : i + 2]
 
+    def has_cue(self, i: int) -> bool:
+        """Whether segment ``i`` mentions an injection (cached: asked for every mention and list line)."""
+        if not hasattr(self, "_cues"):
+            self._cues: dict[int, bool] = {}
+        if i not in self._cues:
+            self._cues[i] = bool(_INJECT_CUE.search(self.seg_text(i)))
+        return self._cues[i]
+
     def seg_text(self, i: int) -> str:
         if i < 0:
             return ""
@@ -614,7 +622,6 @@ def _injections(note: _Note, f: Facts) -> None:
         before_m, prev = prev, m
         reason = _mention_block(note, m)
         seg = m["ctx"]["segment"]
-        seg_text = note.seg_text(seg)
         if reason is None and _LANDMARK.match(text[m["end"] : m["end"] + 25]):
             reason = "landmark"
         if reason is None:
@@ -628,7 +635,7 @@ def _injections(note: _Note, f: Facts) -> None:
                 )
             if (other_agent or note.seg_has(seg, "AGENT")) and not has_toxin:
                 reason = "other injectate"
-            elif not (_INJECT_CUE.search(seg_text) or head is not None or (f.toxin_today and _dosing_line(note, seg))):
+            elif not (note.has_cue(seg) or head is not None or (f.toxin_today and _dosing_line(note, seg))):
                 reason = "no injection documented"
         if reason is not None:
             f.excluded.append(Excluded("MUSCLE", m["text"], reason, m["start"]))
@@ -897,13 +904,12 @@ def _block_cues(note: _Note) -> dict[int, int | None]:
     sections = note.doc._.btx_sections
     out: dict[int, int | None] = {}
     active: int | None = None
-    for i, (s, e) in enumerate(note.segs.ranges):
-        seg = text[s:e]
+    for i, (s, _e) in enumerate(note.segs.ranges):
         blank_before = "\n\n" in text[max(0, s - 4) : s + 1] or "\n \n" in text[max(0, s - 5) : s + 1]
         new_section = sections.ranges[sections.index(s)][0] == s if sections.index(s) >= 0 else False
         if blank_before or new_section:
             active = None
-        if _INJECT_CUE.search(seg):
+        if note.has_cue(i):
             active = i
         out[i] = active
     return out

@@ -238,6 +238,106 @@ def dispatch_regex(patterns: list[str]) -> re.Pattern[str]:
     return re.compile(body, re.IGNORECASE)
 
 
+_META = set(".^$*+?{}[]\\|()")
+
+
+def _literal_prefix(body: str) -> str:
+    """The literal text a regex alternative must start with (lower case; "" when none)."""
+    out = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            if body[i + 1 : i + 2] == "s":
+                ch_lit = " "
+                i += 2
+            else:
+                break
+        elif ch in _META:
+            break
+        else:
+            ch_lit = ch
+            i += 1
+        if body[i : i + 1] in ("?", "*", "{"):
+            break
+        out.append(ch_lit.lower())
+    return "".join(out)
+
+
+def _leading_options(body: str) -> list[str]:
+    """Bodies to take literal prefixes from: ``(?:a |b )?rest`` may start with "a", "b" or "rest"."""
+    if body.startswith("(?:"):
+        depth, i = 0, 0
+        while i < len(body):
+            if body[i] == "\\":
+                i += 2
+                continue
+            if body[i] == "(":
+                depth += 1
+            elif body[i] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            i += 1
+        inner, rest = body[3:i], body[i + 1 :]
+        if rest[:1] == "?":
+            return [*split_alternatives(inner), rest[1:]]
+        return split_alternatives(inner)
+    return [body]
+
+
+class Scanner:
+    """Finds the matches of a :func:`dispatch_regex` by trying it only where a match can start.
+
+    Every alternative starts with a literal word; the scanner keeps the first three letters of each,
+    walks the note's word starts (and ``;``/``[``), and runs the anchored regex only at words whose
+    first letters can begin a match. Same matches as ``finditer``, a fraction of the time, because
+    Python's engine otherwise tries every branch at every character."""
+
+    _WORD_START = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]|[;\[]")
+
+    def __init__(self, patterns: list[str]):
+        self.regex = dispatch_regex(patterns)
+        self.prefixes: set[str] = set()
+        self.short: set[str] = set()
+        self.full_scan = False
+        for pat in patterns:
+            for alt in split_alternatives(pat):
+                for body in _expand_leading_group(_LEAD.sub("", alt)):
+                    for option in _leading_options(body):
+                        lit = _literal_prefix(_LEAD.sub("", option))
+                        if option.startswith((";", "\\[")):
+                            continue
+                        if not lit or not lit[0].isalnum():
+                            self.full_scan = True
+                        elif len(lit) >= 3:
+                            self.prefixes.add(lit[:3])
+                        else:
+                            self.short.add(lit)
+
+    def finditer(self, text: str) -> list[re.Match[str]]:
+        if self.full_scan:
+            return list(self.regex.finditer(text))
+        out = []
+        last_end = -1
+        low = text.lower() if len(text.lower()) == len(text) else None
+        if low is None:
+            return list(self.regex.finditer(text))
+        prefixes, short = self.prefixes, self.short
+        match = self.regex.match
+        for w in self._WORD_START.finditer(text):
+            pos = w.start()
+            if pos < last_end:
+                continue
+            if low[pos] not in ";[" and low[pos : pos + 3] not in prefixes and not any(low.startswith(sh, pos) for sh in short):
+                continue
+            m = match(text, pos)
+            if m is not None and m.end() > m.start():
+                out.append(m)
+                last_end = m.end()
+        return out
+
+
 def row_of(m: re.Match[str]) -> int:
     """Row index of a match of a :func:`dispatch_regex` pattern."""
     return int(m.lastgroup[1:].split("_")[0])
@@ -269,4 +369,14 @@ def context_patterns() -> tuple[re.Pattern[str], list[dict[str, str]]]:
     rows = [dict(r) for _, r in compiled("patterns/context_rules.csv")]
     # pseudo-triggers first, then multi-word backward/bidirectional rules, so "not used" wins over "not"
     rows.sort(key=lambda r: (r["category"] != "PSEUDO", r["direction"] == "forward"))
-    return dispatch_regex([r["pattern"] for r in rows]), rows
+    return Scanner([r["pattern"] for r in rows]), rows
+
+
+@functools.cache
+def entity_patterns() -> tuple[re.Pattern[str], list[tuple[str, dict[str, str]]]]:
+    """Agents, guidance terms and diagnosis concepts in one dispatched pattern (one pass over a note).
+    Each row comes back as ``(table, row)`` with table ``agent``, ``guidance`` or ``dx``."""
+    rows: list[tuple[str, dict[str, str]]] = []
+    for kind, name in (("agent", "lexicon/agents.csv"), ("guidance", "lexicon/guidance.csv"), ("dx", "lexicon/diagnoses.csv")):
+        rows.extend((kind, dict(r)) for _, r in compiled(name))
+    return Scanner([r["pattern"] for _, r in rows]), rows

@@ -7,6 +7,8 @@ overlap. Every span in ``doc.spans["btx"]`` gets ``_.btx["ctx"]`` = {section, ne
 hypothetical, declined, rules}.
 """
 
+import bisect
+
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -18,13 +20,21 @@ FLAGS = ("negated", "historical", "hypothetical", "declined")
 _CAT_FLAG = {"NEGATED": "negated", "HISTORICAL": "historical", "HYPOTHETICAL": "hypothetical", "DECLINED": "declined"}
 
 
-def segment_scopes(text: str, start: int, end: int) -> list[tuple[str, int, int, str, int, int]]:
+def find_triggers(text: str, offset: int = 0) -> list[tuple[int, int, dict[str, str]]]:
+    """(start, end, rule row) of every context trigger in ``text`` (offsets shifted by ``offset``)."""
+    scanner, rows = lexicons.context_patterns()
+    return [(m.start() + offset, m.end() + offset, rows[lexicons.row_of(m)]) for m in scanner.finditer(text)]
+
+
+def segment_scopes(
+    text: str, start: int, end: int, triggers: list[tuple[int, int, dict[str, str]]] | None = None
+) -> list[tuple[str, int, int, str, int, int]]:
     """(flag, scope_start, scope_end, rule_id, trigger_start, trigger_end) for the triggers inside
-    ``text[start:end]``."""
-    pattern, rows = lexicons.context_patterns()
-    triggers: list[tuple[int, int, dict[str, str]]] = []
-    for m in pattern.finditer(text, start, end):
-        triggers.append((m.start(), m.end(), rows[lexicons.row_of(m)]))
+    ``text[start:end]`` (``triggers``: the note's triggers, when already found)."""
+    if triggers is None:
+        triggers = find_triggers(text[start:end], start)
+    else:
+        triggers = [t for t in triggers if start <= t[0] < end]
     if not triggers:
         return []
     terms = [s for s, _, r in triggers if r["category"] == "TERMINATE"]
@@ -65,12 +75,15 @@ class ContextTagger:
         sections = doc._.btx_sections
         cats = doc._.btx_section_cats
         cache: dict[int, list[tuple[str, int, int, str, int, int]]] = {}
+        all_triggers = find_triggers(text)
+        starts = [t[0] for t in all_triggers]
         for attrs in doc._.btx_mentions or ():
             start = attrs["start"]
             i = segs.index(start)
             if i not in cache:
                 s, e = segs.ranges[i] if i >= 0 else (0, len(text))
-                cache[i] = segment_scopes(text, s, e)
+                lo_i, hi_i = bisect.bisect_left(starts, s), bisect.bisect_left(starts, e)
+                cache[i] = segment_scopes(text, s, e, all_triggers[lo_i:hi_i])
             ctx = dict.fromkeys(FLAGS, False)
             rules = []
             end = attrs["end"]

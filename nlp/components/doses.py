@@ -158,16 +158,71 @@ def _num(m: re.Match[str], *groups: str) -> float | None:
     return None
 
 
+_KEYS_VIAL = ("vial", "bottle", "reconstitut", "dilut", "mixed")
+_KEYS_WASTE = (
+    "discard",
+    "wast",
+    "unused",
+    "not used",
+    "not administered",
+    "left over",
+    "d/c",
+    "dispos",
+    "jw",
+    "jz",
+    "entire",
+    "whole",
+    "full",
+    "complete",
+    "entirety",
+    "nothing",
+    "none",
+)
+_KEYS_CONC = ("ml", "cc", "dilut", "reconstitut", "mixed", "dilution")
+_KEYS_TOTAL = ("total", "in all", "altogether", "combined", "sum", "administered", "given", "injected", "=")
+
+
+def _windows(lower: str, keys: tuple[str, ...], before: int = 140, after: int = 80) -> list[tuple[int, int]]:
+    """Merged character windows around every occurrence of the keywords (a cheap prefilter: each amount
+    pattern needs one of its keywords, so the regex engine only runs near them)."""
+    raw = []
+    for kw in keys:
+        i = lower.find(kw)
+        while i >= 0:
+            raw.append((max(0, i - before), min(len(lower), i + len(kw) + after)))
+            i = lower.find(kw, i + 1)
+    raw.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in raw:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _near(pattern: re.Pattern[str], text: str, wins: list[tuple[int, int]] | None) -> list[re.Match[str]]:
+    if wins is None:
+        return list(pattern.finditer(text))
+    return [m for a, b in wins for m in pattern.finditer(text, a, b)]
+
+
 def find_amounts(doc: Doc) -> list:
     """DOSE, VOLUME, CONC, VIAL, TOTAL, WASTE, NOWASTE and REMAINDER_WASTED spans."""
     text = shadow_numbers(doc_text(doc))
+    lower = text.lower()
+    same = len(lower) == len(text)  # keyword windows need offsets that match (true for ASCII and most text)
+    w_vial = _windows(lower, _KEYS_VIAL) if same else None
+    w_waste = _windows(lower, _KEYS_WASTE) if same else None
+    w_conc = _windows(lower, _KEYS_CONC) if same else None
+    w_total = _windows(lower, _KEYS_TOTAL, before=10, after=10) if same else None
     spans: list = []
     claimed = Taken()
 
     def free(s: int, e: int) -> bool:
         return not claimed.overlaps(s, e)
 
-    vials = sorted([*VIAL.finditer(text), *VIAL_WORD.finditer(text)], key=lambda m: m.start())
+    vials = sorted([*_near(VIAL, text, w_vial), *_near(VIAL_WORD, text, w_vial)], key=lambda m: m.start())
     for m in vials:
         if not free(m.start(), m.end()):
             continue
@@ -186,7 +241,7 @@ def find_amounts(doc: Doc) -> list:
             count = 1.0
         _add(doc, spans, start, m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
         claimed.add(start, m.end())
-    for m in sorted([*WASTE.finditer(text), *WASTE_WORD.finditer(text)], key=lambda m: m.start()):
+    for m in sorted([*_near(WASTE, text, w_waste), *_near(WASTE_WORD, text, w_waste)], key=lambda m: m.start()):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
         n = _num(m, *[g for g in ("n", "n2", "n4", "n5", "n6") if g in m.re.groupindex])
@@ -195,18 +250,18 @@ def find_amounts(doc: Doc) -> list:
         label = "WASTE" if n > 0 else "NOWASTE"
         _add(doc, spans, m.start(), m.end(), label, {"units": n})
         claimed.add(m.start(), m.end())
-    for m in WASTE_VOLUME.finditer(text):
+    for m in _near(WASTE_VOLUME, text, w_waste):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "WASTE", {"units": None, "ml": _num(m, "ml", "ml2")})
             claimed.add(m.start(), m.end())
-    for m in NOWASTE.finditer(text):
+    for m in _near(NOWASTE, text, w_waste):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "NOWASTE", {"units": 0.0})
             claimed.add(m.start(), m.end())
-    for m in REMAINDER.finditer(text):
+    for m in _near(REMAINDER, text, w_waste):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "REMAINDER_WASTED", {})
-    for m in CONC.finditer(text):
+    for m in _near(CONC, text, w_conc):
         u = _num(m, "u")
         v = _num(m, "v", "v2")
         if m.group("v2"):
@@ -250,7 +305,7 @@ def find_amounts(doc: Doc) -> list:
     for m in VOLUME.finditer(text):
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "VOLUME", {"ml": to_number(m.group("n"))})
-    for m in TOTAL.finditer(text):
+    for m in _near(TOTAL, text, w_total):
         _add(doc, spans, m.start(), m.end(), "TOTAL_CUE", {})
     return spans
 

@@ -52,26 +52,17 @@ def find_entities(doc: Doc) -> list:
         _add(doc, spans, s, e, "MUSCLE", {"ids": ids, "regions": regions})
     for s, e, ids in lexicons.product_lexicon().find(text):
         _add(doc, spans, s, e, "PRODUCT", {"product": ids[0]})
-    pattern, rows = lexicons.agent_patterns()
-    for m in pattern.finditer(text):
-        row = rows[lexicons.row_of(m)]
-        label = "TOXIN" if row["agent_class"] == "toxin" else "AGENT"
-        _add(
-            doc,
-            spans,
-            m.start(),
-            m.end(),
-            label,
-            {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]},
-        )
-    pattern, rows = lexicons.guidance_patterns()
-    for m in pattern.finditer(text):
-        row = rows[lexicons.row_of(m)]
-        _add(doc, spans, m.start(), m.end(), "GUIDANCE", {"method": row["method"], "rule_id": row["rule_id"]})
-    pattern, rows = lexicons.diagnosis_patterns()
-    for m in pattern.finditer(text):
-        row = rows[lexicons.row_of(m)]
-        _add(doc, spans, m.start(), m.end(), "DX", {"concept": row["concept"], "rule_id": row["rule_id"]})
+    scanner, rows = lexicons.entity_patterns()
+    for m in scanner.finditer(text):
+        kind, row = rows[lexicons.row_of(m)]
+        if kind == "agent":
+            label = "TOXIN" if row["agent_class"] == "toxin" else "AGENT"
+            attrs = {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]}
+            _add(doc, spans, m.start(), m.end(), label, attrs)
+        elif kind == "guidance":
+            _add(doc, spans, m.start(), m.end(), "GUIDANCE", {"method": row["method"], "rule_id": row["rule_id"]})
+        else:
+            _add(doc, spans, m.start(), m.end(), "DX", {"concept": row["concept"], "rule_id": row["rule_id"]})
     for m in _CPT.finditer(text):
         _add(
             doc,

@@ -15,11 +15,28 @@ from nlp.components.base import doc_text, ensure_extensions, make_span
 from nlp.loaders import table
 from nlp.textutil import Segments
 
+# a header starts a line, or follows ".," / ":," (CSV-flattened notes) or a sentence end
+_HEADER_START = re.compile(r"\n|\.,|:,|\.\s{1,2}")
 _HEADER = re.compile(
-    r"(?:^|(?<=\n)|(?<=\.,)|(?<=:,)|(?<=\.\s)|(?<=\.\s\s))[ \t>*#\-\d.)]*"
-    r"(?P<title>[A-Za-z][A-Za-z0-9 /&'()\-\.]{0,60}?)[ \t]*(?::|\n|$)",
+    r"[ \t>*#\-\d.)]*(?P<title>[A-Za-z][A-Za-z0-9 /&'()\-\.]{0,60}?)[ \t]*(?::|\n|$)",
     re.MULTILINE,
 )
+
+
+def _header_matches(text: str) -> list[re.Match[str]]:
+    """Header-shaped matches at every place a header may start (anchored, so the scan stays cheap)."""
+    out = []
+    last_end = -1
+    for start in [0, *(m.end() for m in _HEADER_START.finditer(text))]:
+        if start < last_end:
+            continue
+        m = _HEADER.match(text, start)
+        if m is not None:
+            out.append(m)
+            last_end = m.end()
+    return out
+
+
 MAX_SEGMENT = 1200
 _ABBREV = re.compile(r"(?i:\b(?:dr|mr|mrs|ms|st|approx|vs|e\.g|i\.e|no|inc|pt|fig|etc))\.$|\b[a-z]\.$")
 _BREAK = re.compile(r"(?<=[A-Za-z0-9)\]%][.!?])[\"')\]]?\s+(?=\S)|(?<=[A-Za-z0-9)]\.),|\n")
@@ -69,7 +86,7 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
     first header is category ``none``. A header with text on its own line ("Exam: MAS 2 …") labels
     only its paragraph when the section is one that is usually a single paragraph."""
     heads: list[tuple[int, int, str, str]] = []
-    for m in _HEADER.finditer(text):
+    for m in _header_matches(text):
         raw = m.group("title")
         norm = normalise_title(raw)
         cat = _category(raw.strip(), norm)

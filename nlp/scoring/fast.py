@@ -47,9 +47,23 @@ def encode(row: dict[str, Any], sep: str = "=") -> dict[str, float]:
 class CompiledModel:
     """Sigmoid-calibrated gradient boosting as flat node arrays, evaluated for all rows and trees at once."""
 
-    def __init__(self, columns: dict[str, int], feat: Any, thr: Any, left: Any, right: Any, value: Any, roots: Any,
-                 depth: int, init: float, calibrators: list[tuple[float, float]], sep: str):
+    def __init__(
+        self,
+        columns: dict[str, int],
+        feat: Any,
+        thr: Any,
+        left: Any,
+        right: Any,
+        value: Any,
+        roots: Any,
+        depth: int,
+        init: float,
+        calibrators: list[tuple[float, float]],
+        sep: str,
+    ):
         self.columns = columns
+        # base feature names some column belongs to: rows are encoded only for these
+        self.names = {c.split(sep, 1)[0] for c in columns}
         self.feat, self.thr, self.left, self.right, self.value, self.roots = feat, thr, left, right, value, roots
         self.depth = depth
         self.init = init
@@ -103,10 +117,24 @@ class CompiledModel:
                     lefts.append(off + node if leaf else off + int(t.children_left[node]))
                     rights.append(off + node if leaf else off + int(t.children_right[node]))
                     vals.append(float(t.value[node].ravel()[0]) * lr if leaf else 0.0)
-            fast = cls({n: k for k, n in enumerate(vec.feature_names_)}, np.asarray(feats, dtype=np.intp),
-                       np.asarray(thrs, dtype=np.float64), np.asarray(lefts, dtype=np.intp),
-                       np.asarray(rights, dtype=np.intp), np.asarray(vals, dtype=np.float64),
-                       np.asarray(roots, dtype=np.intp), depth, 0.0, calibrators, vec.separator)
+            # keep only the columns some tree splits on (a column no tree reads cannot change the result)
+            names = list(vec.feature_names_)
+            used = sorted({f for f, th in zip(feats, thrs, strict=True) if th != math.inf})
+            remap = {old: new for new, old in enumerate(used)}
+            feats = [remap.get(f, 0) for f in feats]
+            fast = cls(
+                {names[c]: remap[c] for c in used},
+                np.asarray(feats, dtype=np.intp),
+                np.asarray(thrs, dtype=np.float64),
+                np.asarray(lefts, dtype=np.intp),
+                np.asarray(rights, dtype=np.intp),
+                np.asarray(vals, dtype=np.float64),
+                np.asarray(roots, dtype=np.intp),
+                depth,
+                0.0,
+                calibrators,
+                vec.separator,
+            )
             raw0 = float(gbc.decision_function(vec.transform([{}])).ravel()[0])
             fast.init = raw0 - float(fast.raw([{}])[0])  # fast.init is 0.0 while this runs
             return fast
@@ -124,9 +152,20 @@ class CompiledModel:
         return CompiledSet({"_": self}).predict({"_": {}}, {"_": rows})["_"]
 
 
-def _append(row: dict[str, Any], cols: dict[str, int], sep: str, base: int, pos: list[int], val: list[float]) -> None:
-    """Append the (flat position, value) pairs of ``row`` under the column map ``cols``."""
+def _append(
+    row: dict[str, Any],
+    cols: dict[str, int],
+    sep: str,
+    base: int,
+    pos: list[int],
+    val: list[float],
+    names: set[str] | None = None,
+) -> None:
+    """Append the (flat position, value) pairs of ``row`` under the column map ``cols`` (only the features
+    in ``names``, when given)."""
     for k, v in row.items():
+        if names is not None and k not in names:
+            continue
         t = type(v)
         if t is str:
             c = cols.get(f"{k}{sep}{v}")
@@ -194,6 +233,7 @@ class CompiledSet:
         pos: list[int] = []
         val: list[float] = []
         order: list[str] = []
+        shared: list[tuple[int, int, list[int], list[float]]] = []  # (first row, last row + 1, columns, values)
         W = self.width
         r = 0
         for kind in self.kinds:
@@ -201,21 +241,22 @@ class CompiledSet:
             if not rows:
                 continue
             m, off = self.models[kind], self.col_off[kind]
-            shared_pos: list[int] = []
-            shared_val: list[float] = []
-            _append(common.get(kind) or {}, m.columns, m.sep, off, shared_pos, shared_val)
+            spos: list[int] = []
+            sval: list[float] = []
+            _append(common.get(kind) or {}, m.columns, m.sep, off, spos, sval, m.names)
+            shared.append((r, r + len(rows), spos, sval))
             for row in rows:
-                base = r * W
-                pos.extend(base + p for p in shared_pos)
-                val.extend(shared_val)
-                _append(row, m.columns, m.sep, base + off, pos, val)
+                _append(row, m.columns, m.sep, r * W + off, pos, val, m.names)
                 order.append(kind)
                 r += 1
         if not r:
             return {}
         # summed in float64 like DictVectorizer, then float32 like the trees
-        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64),
-                        minlength=r * W).astype(np.float32).reshape(r, W)
+        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=r * W).reshape(r, W)
+        for lo, hi, spos, sval in shared:
+            if spos:
+                X[lo:hi] += np.bincount(np.asarray(spos, dtype=np.intp), weights=np.asarray(sval, dtype=np.float64), minlength=W)
+        X = X.astype(np.float32)
         idx = np.stack([self.roots[k] for k in order])
         rix = np.arange(r)[:, None]
         for _ in range(self.depth):

@@ -32,35 +32,132 @@ SIDE_MODS = {"RT", "LT", "50"}
 
 # note-level features (shared by line, diagnosis and claim rows)
 NOTE_FEATURES = [
-    "era", "icd", "dos_source", "year_bucket",
-    "n_injections", "n_regions", "regions", "n_sides_unknown", "n_sides_bilateral", "n_group_muscles",
-    "n_inj_no_units", "frac_inj_with_units", "side_rules", "match_kinds", "n_nerves", "n_nerves_unsided",
-    "inj_span", "inj_gap_max",
-    "product_state", "product", "n_products_named", "product_available", "serotype",
-    "admin_source", "has_stated_total", "has_sum", "total_vs_sum", "total_sum_reldiff", "dose_gap", "units_complete",
-    "admin_log", "n_sides", "region_sides",
-    "vial_known", "waste_documented", "no_waste", "waste_arith", "admin_exceeds_vial", "admin_fraction",
-    "guidance_methods", "n_guidance_mentions", "guidance_negated", "inj_guided_frac", "inj_guidance",
-    "excluded_reasons", "n_excluded", "n_excluded_muscle", "n_excluded_product",
-    "warnings", "n_warnings", "n_warn_error", "n_warn_warning", "n_warn_info",
-    "n_lines", "n_dx", "n_listed_proc", "n_listed_dx", "listed_differs",
-    "migraine_protocol", "cosmetic", "cancelled", "toxin_mentioned", "toxin_today",
-    "n_dx_facts", "n_dx_in_dx_section", "dx_sections", "handedness_known", "date_in_note",
+    "era",
+    "icd",
+    "dos_source",
+    "year_bucket",
+    "n_injections",
+    "n_regions",
+    "regions",
+    "n_sides_unknown",
+    "n_sides_bilateral",
+    "n_group_muscles",
+    "n_inj_no_units",
+    "frac_inj_with_units",
+    "side_rules",
+    "match_kinds",
+    "n_nerves",
+    "n_nerves_unsided",
+    "inj_span",
+    "inj_gap_max",
+    "product_state",
+    "product",
+    "n_products_named",
+    "product_available",
+    "serotype",
+    "admin_source",
+    "has_stated_total",
+    "has_sum",
+    "total_vs_sum",
+    "total_sum_reldiff",
+    "dose_gap",
+    "units_complete",
+    "admin_log",
+    "n_sides",
+    "region_sides",
+    "vial_known",
+    "waste_documented",
+    "no_waste",
+    "waste_arith",
+    "admin_exceeds_vial",
+    "admin_fraction",
+    "guidance_methods",
+    "n_guidance_mentions",
+    "guidance_negated",
+    "inj_guided_frac",
+    "inj_guidance",
+    "excluded_reasons",
+    "n_excluded",
+    "n_excluded_muscle",
+    "n_excluded_product",
+    "warnings",
+    "n_warnings",
+    "n_warn_error",
+    "n_warn_warning",
+    "n_warn_info",
+    "n_lines",
+    "n_dx",
+    "n_listed_proc",
+    "n_listed_dx",
+    "listed_differs",
+    "migraine_protocol",
+    "cosmetic",
+    "cancelled",
+    "toxin_mentioned",
+    "toxin_today",
+    "n_dx_facts",
+    "n_dx_in_dx_section",
+    "dx_sections",
+    "handedness_known",
+    "date_in_note",
 ]
 LINE_FEATURES = [
-    "l_rule", "l_code", "l_family", "l_kind", "l_system", "l_units_log", "l_mods", "l_n_mods", "l_side_mod",
-    "l_jw", "l_jz", "l_addon", "l_n_evidence", "l_ev_span", "l_ev_gap_max", "l_n_sources", "l_src_unsided",
-    "l_src_group", "l_src_no_units", "l_src_regions", "l_src_side_rules", "l_src_match", "l_src_guidance",
-    "l_n_same_code", "l_drug_units_vs_admin",
+    "l_rule",
+    "l_code",
+    "l_family",
+    "l_kind",
+    "l_system",
+    "l_units_log",
+    "l_mods",
+    "l_n_mods",
+    "l_side_mod",
+    "l_jw",
+    "l_jz",
+    "l_addon",
+    "l_n_evidence",
+    "l_ev_span",
+    "l_ev_gap_max",
+    "l_n_sources",
+    "l_src_unsided",
+    "l_src_group",
+    "l_src_no_units",
+    "l_src_regions",
+    "l_src_side_rules",
+    "l_src_match",
+    "l_src_guidance",
+    "l_n_same_code",
+    "l_drug_units_vs_admin",
 ]
 DX_FEATURES = [
-    "d_rule", "d_listed", "d_cat", "d_system", "d_n_evidence", "d_in_dx_section", "d_sections", "d_concepts",
-    "d_n_quals", "d_n_same_cat", "d_ev_first",
+    "d_rule",
+    "d_listed",
+    "d_cat",
+    "d_system",
+    "d_n_evidence",
+    "d_in_dx_section",
+    "d_sections",
+    "d_concepts",
+    "d_n_quals",
+    "d_n_same_cat",
+    "d_ev_first",
 ]
 CLAIM_FEATURES = [
-    "c_codes", "c_rules", "c_kinds", "c_n_chemo", "c_n_guidance", "c_n_drug", "c_n_neuro", "c_has_addon",
-    "c_drug_units_log", "c_src_unsided", "c_src_group", "c_src_no_units", "c_lines_no_evidence",
-    "c_dx_rules", "c_dx_listed", "c_empty",
+    "c_codes",
+    "c_rules",
+    "c_kinds",
+    "c_n_chemo",
+    "c_n_guidance",
+    "c_n_drug",
+    "c_n_neuro",
+    "c_has_addon",
+    "c_drug_units_log",
+    "c_src_unsided",
+    "c_src_group",
+    "c_src_no_units",
+    "c_lines_no_evidence",
+    "c_dx_rules",
+    "c_dx_listed",
+    "c_empty",
 ]
 FEATURE_NAMES: dict[str, list[str]] = {
     "note": NOTE_FEATURES,
@@ -245,8 +342,9 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
 # lines
 
 
-def line_features(facts: Facts, line: Any, result: dict[str, Any], note: dict[str, Any] | None = None,
-                  lines: list[Any] | None = None) -> dict[str, Any]:
+def line_features(
+    facts: Facts, line: Any, result: dict[str, Any], note: dict[str, Any] | None = None, lines: list[Any] | None = None
+) -> dict[str, Any]:
     """Features of one claim line (``nlp.mapping.model.ClaimLine``). ``note`` is
     ``note_features(facts, result)`` when already computed; ``lines`` the claim's lines (for counts)."""
     return {**(note if note is not None else note_features(facts, result)), **line_only_features(facts, line, lines)}
@@ -294,8 +392,9 @@ def line_only_features(facts: Facts, line: Any, lines: list[Any] | None = None) 
 # diagnoses
 
 
-def dx_features(facts: Facts, dx: Any, result: dict[str, Any], note: dict[str, Any] | None = None,
-                dxs: list[Any] | None = None) -> dict[str, Any]:
+def dx_features(
+    facts: Facts, dx: Any, result: dict[str, Any], note: dict[str, Any] | None = None, dxs: list[Any] | None = None
+) -> dict[str, Any]:
     """Features of one diagnosis code (``nlp.mapping.model.DiagnosisCode``)."""
     return {**(note if note is not None else note_features(facts, result)), **dx_only_features(facts, dx, dxs)}
 
@@ -366,7 +465,9 @@ def note_parts(facts: Facts, claim: Any, result: dict[str, Any]) -> tuple[dict[s
     }
 
 
-def note_rows(facts: Facts, claim: Any, result: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+def note_rows(
+    facts: Facts, claim: Any, result: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(line rows, diagnosis rows, claim row) of one note, in the order of the claim's lines and diagnoses."""
     note, parts = note_parts(facts, claim, result)
     return ([{**note, **p} for p in parts["line"]], [{**note, **p} for p in parts["dx"]], {**note, **parts["claim"][0]})

@@ -84,13 +84,25 @@ def choose_threshold(y: Sequence[int], p: Sequence[float], target: float = 0.98)
 def routing(y: Sequence[int], p: Sequence[float], threshold: float) -> dict[str, Any]:
     """Coverage and precision of the claims routed to auto at ``threshold``."""
     auto = [yi for yi, pi in zip(y, p, strict=True) if pi >= threshold]
-    return {"threshold": threshold, "n": len(y), "auto": len(auto), "coverage": len(auto) / len(y) if y else 0.0,
-            "auto_precision": (sum(auto) / len(auto)) if auto else None, "auto_errors": len(auto) - sum(auto)}
+    return {
+        "threshold": threshold,
+        "n": len(y),
+        "auto": len(auto),
+        "coverage": len(auto) / len(y) if y else 0.0,
+        "auto_precision": (sum(auto) / len(auto)) if auto else None,
+        "auto_errors": len(auto) - sum(auto),
+    }
 
 
 def summary(y: Sequence[int], p: Sequence[float]) -> dict[str, Any]:
     def r(v: float | None) -> float | None:
         return None if v is None else round(v, 4)
 
-    return {"n": len(y), "positive_rate": r(sum(y) / len(y)) if y else None, "brier": r(brier(y, p)),
-            "ece": r(ece(y, p)), "auroc": r(auroc(y, p)), "mean_confidence": r(sum(p) / len(p)) if p else None}
+    return {
+        "n": len(y),
+        "positive_rate": r(sum(y) / len(y)) if y else None,
+        "brier": r(brier(y, p)),
+        "ece": r(ece(y, p)),
+        "auroc": r(auroc(y, p)),
+        "mean_confidence": r(sum(p) / len(p)) if p else None,
+    }

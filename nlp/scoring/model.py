@@ -62,14 +62,17 @@ def find_model_dir(model_dir: str | Path | None = None) -> Path | None:
 def check_manifest(manifest: dict[str, Any]) -> None:
     """Raise :class:`ModelError` unless ``manifest`` describes a model for this feature code."""
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelError(f"confidence model manifest has format {manifest.get('format')!r}, this code reads "
-                         f"format {MANIFEST_FORMAT}; run `make train`")
+        raise ModelError(
+            f"confidence model manifest has format {manifest.get('format')!r}, this code reads "
+            f"format {MANIFEST_FORMAT}; run `make train`"
+        )
     feats = manifest.get("features") or {}
     if feats.get("version") != FEATURE_VERSION or feats.get("hash") != feature_hash():
         raise ModelError(
             "confidence model was trained for other features (manifest: version "
             f"{feats.get('version')!r}, hash {str(feats.get('hash'))[:12]}; code: version {FEATURE_VERSION!r}, hash "
-            f"{feature_hash()[:12]}); refusing to load it — run `make train` to rebuild models/confidence")
+            f"{feature_hash()[:12]}); refusing to load it — run `make train` to rebuild models/confidence"
+        )
     missing = [k for k in KINDS if k not in (manifest.get("model") or {}).get("kinds", [])]
     if missing:
         raise ModelError(f"confidence model manifest lacks the {', '.join(missing)} model(s); run `make train`")
@@ -89,8 +92,10 @@ def load_model(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     want = manifest["model"].get("sha256")
     got = sha256_file(fpath)
     if got != want:
-        raise ModelError(f"{fpath} has sha256 {got[:16]}…, but its manifest says {str(want)[:16]}…; refusing to "
-                         "unpickle a file the manifest does not describe — run `make train`")
+        raise ModelError(
+            f"{fpath} has sha256 {got[:16]}…, but its manifest says {str(want)[:16]}…; refusing to "
+            "unpickle a file the manifest does not describe — run `make train`"
+        )
     import joblib  # imported here: only a verified file is unpickled
 
     bundle = joblib.load(fpath)

@@ -58,8 +58,14 @@ def plot_reliability(series: dict[str, tuple[list[int], list[float]]], path: Pat
         y, p = series[kind]
         bins = metrics.reliability(y, p)
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-        ax.bar([b["lo"] + 0.05 for b in bins], [b["accuracy"] for b in bins], width=0.09, alpha=0.35, color="tab:blue",
-               label="accuracy per bin")
+        ax.bar(
+            [b["lo"] + 0.05 for b in bins],
+            [b["accuracy"] for b in bins],
+            width=0.09,
+            alpha=0.35,
+            color="tab:blue",
+            label="accuracy per bin",
+        )
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", color="tab:blue")
         for b in bins:
             ax.annotate(str(b["n"]), (b["lo"] + 0.05, min(0.97, b["accuracy"] + 0.02)), ha="center", fontsize=7)
@@ -76,8 +82,9 @@ def plot_reliability(series: dict[str, tuple[list[int], list[float]]], path: Pat
     plt.close(fig)
 
 
-def plot_coverage(y: list[int], p: list[float], threshold: float | None, path: Path,
-                  title: str = "Claims: accuracy vs coverage") -> None:
+def plot_coverage(
+    y: list[int], p: list[float], threshold: float | None, path: Path, title: str = "Claims: accuracy vs coverage"
+) -> None:
     """Accuracy of the auto-routed claims against the share routed, as the threshold falls."""
     plt = _plt()
     curve = metrics.coverage_curve(y, p)
@@ -87,8 +94,13 @@ def plot_coverage(y: list[int], p: list[float], threshold: float | None, path: P
     if threshold is not None:
         r = metrics.routing(y, p, threshold)
         if r["auto"]:
-            ax.plot([r["coverage"]], [r["auto_precision"]], marker="o", color="tab:red",
-                    label=f"threshold {threshold:.3f}: {r['coverage']:.0%} auto, {r['auto_precision']:.1%} exact")
+            ax.plot(
+                [r["coverage"]],
+                [r["auto_precision"]],
+                marker="o",
+                color="tab:red",
+                label=f"threshold {threshold:.3f}: {r['coverage']:.0%} auto, {r['auto_precision']:.1%} exact",
+            )
     ax.set_xlim(0, 1.01)
     lo = min([c["accuracy"] for c in curve] + [0.9])
     ax.set_ylim(max(0.0, lo - 0.05), 1.01)
@@ -121,8 +133,13 @@ def calibration_report(results: list[dict[str, Any]], refs: dict[str, dict[str, 
     report = {
         "scored": True,
         **{kind: metrics.summary(*series[kind]) for kind in ("line", "dx", "claim")},
-        "routing": {"claims": len(scored), "auto": len(auto), "coverage": round(len(auto) / len(scored), 4) if scored else None,
-                    "auto_precision": round(auto_right / len(auto), 4) if auto else None, "auto_errors": len(auto) - auto_right},
+        "routing": {
+            "claims": len(scored),
+            "auto": len(auto),
+            "coverage": round(len(auto) / len(scored), 4) if scored else None,
+            "auto_precision": round(auto_right / len(auto), 4) if auto else None,
+            "auto_errors": len(auto) - auto_right,
+        },
         "reliability": {kind: metrics.reliability(*series[kind]) for kind in ("line", "dx", "claim")},
         "coverage_curve": metrics.coverage_curve(*series["claim"]),
         "files": ["calibration.json", "reliability.png", "coverage.png"],
@@ -139,5 +156,7 @@ def format_summary(report: dict[str, Any]) -> str:
     if not report.get("scored"):
         return f"calibration: {report.get('reason')}"
     ln, dx, cl, rt = report["line"], report["dx"], report["claim"], report["routing"]
-    return (f"calibration: lines ECE {ln['ece']} Brier {ln['brier']}  dx ECE {dx['ece']}  claims AUROC {cl['auroc']} "
-            f"Brier {cl['brier']}  auto {rt['auto']}/{rt['claims']} ({rt['coverage']}) exact {rt['auto_precision']}")
+    return (
+        f"calibration: lines ECE {ln['ece']} Brier {ln['brier']}  dx ECE {dx['ece']}  claims AUROC {cl['auroc']} "
+        f"Brier {cl['brier']}  auto {rt['auto']}/{rt['claims']} ({rt['coverage']}) exact {rt['auto_precision']}"
+    )

@@ -67,6 +67,7 @@ D_MS_2026 = date(2025, 10, 1)
 # ----------------------------------------------------------------------------------------------
 # data: muscles (own list: canonical name, region, counting key, group?, variants)
 
+
 @dataclass(frozen=True)
 class Muscle:
     key: str
@@ -79,79 +80,110 @@ class Muscle:
     ambiguous: tuple[str, ...] = ()  # abbreviations that mean other muscles elsewhere (TA)
 
 
-def _m(key: str, name: str, region: str, variants: tuple[str, ...] = (), abbrevs: tuple[str, ...] = (),
-       count_key: str | None = None, group: bool = False, ambiguous: tuple[str, ...] = ()) -> Muscle:
+def _m(
+    key: str,
+    name: str,
+    region: str,
+    variants: tuple[str, ...] = (),
+    abbrevs: tuple[str, ...] = (),
+    count_key: str | None = None,
+    group: bool = False,
+    ambiguous: tuple[str, ...] = (),
+) -> Muscle:
     return Muscle(key, name, region, count_key or key, group, (name, *variants), abbrevs, ambiguous)
 
 
-MUSCLES: dict[str, Muscle] = {m.key: m for m in [
-    # neck
-    _m("scm", "sternocleidomastoid", "neck", ("sternomastoid",), ("SCM",)),
-    _m("splenius", "splenius capitis", "neck", ("splenius",), ("splenius cap",)),
-    _m("trapezius", "trapezius", "neck", ("upper trapezius",), ("trap",), ambiguous=("UT", "trap")),
-    _m("levator", "levator scapulae", "neck", (), ("lev scap",), ambiguous=("LS",)),
-    _m("semispinalis", "semispinalis capitis", "neck", ("semispinalis",)),
-    _m("scalenes", "anterior scalene", "neck", ("scalenus anterior",)),
-    _m("longissimus_cap", "longissimus capitis", "neck"),
-    # facial
-    _m("oo", "orbicularis oculi", "facial", ("pretarsal orbicularis oculi",), ("OO",)),
-    _m("corrugator", "corrugator", "facial", ("corrugator supercilii",)),
-    _m("procerus", "procerus", "facial"),
-    _m("frontalis", "frontalis", "facial"),
-    _m("zygomaticus", "zygomaticus major", "facial", ("zygomaticus",)),
-    _m("oris", "orbicularis oris", "facial"),
-    _m("dao", "depressor anguli oris", "facial", (), ("DAO",)),
-    _m("mentalis", "mentalis", "facial"),
-    _m("platysma", "platysma", "facial"),
-    # larynx
-    _m("ta_larynx", "thyroarytenoid", "larynx", ("thyroarytenoid muscle", "thyroarytenoid/lateral cricoarytenoid complex"),
-       (), ambiguous=("TA",)),
-    _m("pca", "posterior cricoarytenoid", "larynx", (), ("PCA",)),
-    # upper extremity
-    _m("biceps", "biceps brachii", "upper", ("biceps",)),
-    _m("brachialis", "brachialis", "upper"),
-    _m("brachioradialis", "brachioradialis", "upper", (), (), ambiguous=("BR",)),
-    _m("fcr", "flexor carpi radialis", "upper", (), ("FCR",)),
-    _m("fcu", "flexor carpi ulnaris", "upper", (), ("FCU",)),
-    _m("fds", "flexor digitorum superficialis", "upper", (), ("FDS",)),
-    _m("fdp", "flexor digitorum profundus", "upper", (), ("FDP",)),
-    _m("fpl", "flexor pollicis longus", "upper", (), ("FPL",)),
-    _m("pt", "pronator teres", "upper", (), (), ambiguous=("PT",)),
-    _m("adductor_pollicis", "adductor pollicis", "upper"),
-    _m("triceps", "triceps", "upper", ("triceps brachii",)),
-    _m("pec_major", "pectoralis major", "upper", (), ("pec major",)),
-    _m("wrist_flexors", "wrist flexors", "upper", (), (), group=True),
-    _m("finger_flexors", "finger flexors", "upper", (), (), group=True),
-    # lower extremity
-    _m("gastroc", "gastrocnemius", "lower", (), ("gastroc",)),
-    _m("gastroc_med", "medial gastrocnemius", "lower", ("medial head of gastrocnemius",), ("med gastroc",), count_key="gastroc"),
-    _m("gastroc_lat", "lateral gastrocnemius", "lower", ("lateral head of gastrocnemius",), ("lat gastroc",), count_key="gastroc"),
-    _m("soleus", "soleus", "lower"),
-    _m("tib_post", "tibialis posterior", "lower", (), ("tib post",), ambiguous=("TP",)),
-    _m("tib_ant", "tibialis anterior", "lower", (), ("tib ant",), ambiguous=("TA",)),
-    _m("fdl", "flexor digitorum longus", "lower", (), ("FDL",)),
-    _m("fhl", "flexor hallucis longus", "lower", (), ("FHL",)),
-    _m("ehl", "extensor hallucis longus", "lower", (), ("EHL",)),
-    _m("rectus_femoris", "rectus femoris", "lower", (), (), ambiguous=("RF",)),
-    _m("semitendinosus", "semitendinosus", "lower"),
-    _m("adductor_longus", "adductor longus", "lower"),
-    _m("adductor_magnus", "adductor magnus", "lower"),
-    _m("hamstrings", "hamstrings", "lower", ("medial hamstrings",), (), group=True),
-    _m("hip_adductors", "hip adductors", "lower", (), (), group=True),
-    _m("iliopsoas", "iliopsoas", "lower"),
-    # trunk
-    _m("lumbar_paraspinals", "lumbar paraspinals", "trunk", ("lumbar paraspinal muscles",)),
-    _m("thoracic_paraspinals", "thoracic paraspinals", "trunk"),
-    _m("ql", "quadratus lumborum", "trunk", (), ("QL",)),
-    _m("rectus_abdominis", "rectus abdominis", "trunk"),
-    # glands and sphincters
-    _m("axilla", "axilla", "axilla", ("axillary skin",)),
-    _m("parotid", "parotid gland", "salivary", ("parotid",)),
-    _m("submandibular", "submandibular gland", "salivary", ("submandibular",)),
-    _m("detrusor", "detrusor", "bladder", ("bladder wall",)),
-    _m("ias", "internal anal sphincter", "anal", ()),
-    _m("medial_rectus", "medial rectus", "eom", ()),
-]}
+MUSCLES: dict[str, Muscle] = {
+    m.key: m
+    for m in [
+        # neck
+        _m("scm", "sternocleidomastoid", "neck", ("sternomastoid",), ("SCM",)),
+        _m("splenius", "splenius capitis", "neck", ("splenius",), ("splenius cap",)),
+        _m("trapezius", "trapezius", "neck", ("upper trapezius",), ("trap",), ambiguous=("UT", "trap")),
+        _m("levator", "levator scapulae", "neck", (), ("lev scap",), ambiguous=("LS",)),
+        _m("semispinalis", "semispinalis capitis", "neck", ("semispinalis",)),
+        _m("scalenes", "anterior scalene", "neck", ("scalenus anterior",)),
+        _m("longissimus_cap", "longissimus capitis", "neck"),
+        # facial
+        _m("oo", "orbicularis oculi", "facial", ("pretarsal orbicularis oculi",), ("OO",)),
+        _m("corrugator", "corrugator", "facial", ("corrugator supercilii",)),
+        _m("procerus", "procerus", "facial"),
+        _m("frontalis", "frontalis", "facial"),
+        _m("zygomaticus", "zygomaticus major", "facial", ("zygomaticus",)),
+        _m("oris", "orbicularis oris", "facial"),
+        _m("dao", "depressor anguli oris", "facial", (), ("DAO",)),
+        _m("mentalis", "mentalis", "facial"),
+        _m("platysma", "platysma", "facial"),
+        # larynx
+        _m(
+            "ta_larynx",
+            "thyroarytenoid",
+            "larynx",
+            ("thyroarytenoid muscle", "thyroarytenoid/lateral cricoarytenoid complex"),
+            (),
+            ambiguous=("TA",),
+        ),
+        _m("pca", "posterior cricoarytenoid", "larynx", (), ("PCA",)),
+        # upper extremity
+        _m("biceps", "biceps brachii", "upper", ("biceps",)),
+        _m("brachialis", "brachialis", "upper"),
+        _m("brachioradialis", "brachioradialis", "upper", (), (), ambiguous=("BR",)),
+        _m("fcr", "flexor carpi radialis", "upper", (), ("FCR",)),
+        _m("fcu", "flexor carpi ulnaris", "upper", (), ("FCU",)),
+        _m("fds", "flexor digitorum superficialis", "upper", (), ("FDS",)),
+        _m("fdp", "flexor digitorum profundus", "upper", (), ("FDP",)),
+        _m("fpl", "flexor pollicis longus", "upper", (), ("FPL",)),
+        _m("pt", "pronator teres", "upper", (), (), ambiguous=("PT",)),
+        _m("adductor_pollicis", "adductor pollicis", "upper"),
+        _m("triceps", "triceps", "upper", ("triceps brachii",)),
+        _m("pec_major", "pectoralis major", "upper", (), ("pec major",)),
+        _m("wrist_flexors", "wrist flexors", "upper", (), (), group=True),
+        _m("finger_flexors", "finger flexors", "upper", (), (), group=True),
+        # lower extremity
+        _m("gastroc", "gastrocnemius", "lower", (), ("gastroc",)),
+        _m(
+            "gastroc_med",
+            "medial gastrocnemius",
+            "lower",
+            ("medial head of gastrocnemius",),
+            ("med gastroc",),
+            count_key="gastroc",
+        ),
+        _m(
+            "gastroc_lat",
+            "lateral gastrocnemius",
+            "lower",
+            ("lateral head of gastrocnemius",),
+            ("lat gastroc",),
+            count_key="gastroc",
+        ),
+        _m("soleus", "soleus", "lower"),
+        _m("tib_post", "tibialis posterior", "lower", (), ("tib post",), ambiguous=("TP",)),
+        _m("tib_ant", "tibialis anterior", "lower", (), ("tib ant",), ambiguous=("TA",)),
+        _m("fdl", "flexor digitorum longus", "lower", (), ("FDL",)),
+        _m("fhl", "flexor hallucis longus", "lower", (), ("FHL",)),
+        _m("ehl", "extensor hallucis longus", "lower", (), ("EHL",)),
+        _m("rectus_femoris", "rectus femoris", "lower", (), (), ambiguous=("RF",)),
+        _m("semitendinosus", "semitendinosus", "lower"),
+        _m("adductor_longus", "adductor longus", "lower"),
+        _m("adductor_magnus", "adductor magnus", "lower"),
+        _m("hamstrings", "hamstrings", "lower", ("medial hamstrings",), (), group=True),
+        _m("hip_adductors", "hip adductors", "lower", (), (), group=True),
+        _m("iliopsoas", "iliopsoas", "lower"),
+        # trunk
+        _m("lumbar_paraspinals", "lumbar paraspinals", "trunk", ("lumbar paraspinal muscles",)),
+        _m("thoracic_paraspinals", "thoracic paraspinals", "trunk"),
+        _m("ql", "quadratus lumborum", "trunk", (), ("QL",)),
+        _m("rectus_abdominis", "rectus abdominis", "trunk"),
+        # glands and sphincters
+        _m("axilla", "axilla", "axilla", ("axillary skin",)),
+        _m("parotid", "parotid gland", "salivary", ("parotid",)),
+        _m("submandibular", "submandibular gland", "salivary", ("submandibular",)),
+        _m("detrusor", "detrusor", "bladder", ("bladder wall",)),
+        _m("ias", "internal anal sphincter", "anal", ()),
+        _m("medial_rectus", "medial rectus", "eom", ()),
+    ]
+}
 
 MIGRAINE_SITES = ("frontalis", "corrugator", "procerus", "occipitalis", "temporalis", "trapezius", "cervical paraspinals")
 
@@ -165,11 +197,20 @@ PRODUCTS: dict[str, dict[str, Any]] = {
 }
 # dose multiplier against Botox units, vial sizes, rounding step of a per-muscle dose
 DOSE_SCALE = {"botox": 1.0, "xeomin": 1.0, "daxxify": 1.5, "dysport": 3.0, "myobloc": 50.0}
-VIALS = {"botox": (100, 200), "xeomin": (50, 100, 200), "daxxify": (50, 100), "dysport": (300, 500), "myobloc": (2500, 5000, 10000)}
+VIALS = {
+    "botox": (100, 200),
+    "xeomin": (50, 100, 200),
+    "daxxify": (50, 100),
+    "dysport": (300, 500),
+    "myobloc": (2500, 5000, 10000),
+}
 STEP = {"botox": 5, "xeomin": 5, "daxxify": 5, "dysport": 10, "myobloc": 250}
 
-NERVES = {"obturator": ("obturator nerve", "lower"), "musculocutaneous": ("musculocutaneous nerve", "upper"),
-          "tibial": ("tibial nerve", "lower")}
+NERVES = {
+    "obturator": ("obturator nerve", "lower"),
+    "musculocutaneous": ("musculocutaneous nerve", "upper"),
+    "tibial": ("tibial nerve", "lower"),
+}
 
 # ----------------------------------------------------------------------------------------------
 # the case: facts of what was done
@@ -288,8 +329,7 @@ def gold_claim(case: Case) -> list[str]:
             chemo.append(("64613", _side_mod(sides(("neck", "larynx"))), 1, "neck" if "neck" in by_region else "larynx"))
         if any(r in by_region for r in ("upper", "lower", "trunk")):
             chemo.append(("64614", _side_mod(sides(("upper", "lower", "trunk"))), 1, "limb"))
-    for region, code in (("axilla", "64650"), ("salivary", "64611"), ("bladder", "52287"), ("anal", "46505"),
-                         ("eom", "67345")):
+    for region, code in (("axilla", "64650"), ("salivary", "64611"), ("bladder", "52287"), ("anal", "46505"), ("eom", "67345")):
         if region in by_region:
             chemo.append((code, "", 1, region))
     lines: Counter[str] = Counter()
@@ -367,12 +407,18 @@ def gold_dx(case: Case, concept: str, **q: Any) -> list[str]:
         hand = case.handedness or "R"
         dominant = q["side"] == hand
         if d >= D_ICD10:
-            return [{("R", True): "I69.351", ("L", True): "I69.352", ("R", False): "I69.353",
-                     ("L", False): "I69.354"}[(q["side"], dominant)]]
+            return [
+                {("R", True): "I69.351", ("L", True): "I69.352", ("R", False): "I69.353", ("L", False): "I69.354"}[
+                    (q["side"], dominant)
+                ]
+            ]
         return ["438.21" if dominant else "438.22"]
     if concept == "cp":
-        return _icd(case, {"quadriplegic": "G80.0", "diplegic": "G80.1", "hemiplegic": "G80.2"}[q["cp"]],
-                    {"quadriplegic": "343.2", "diplegic": "343.0", "hemiplegic": "343.1"}[q["cp"]])
+        return _icd(
+            case,
+            {"quadriplegic": "G80.0", "diplegic": "G80.1", "hemiplegic": "G80.2"}[q["cp"]],
+            {"quadriplegic": "343.2", "diplegic": "343.0", "hemiplegic": "343.1"}[q["cp"]],
+        )
     if concept == "ms":
         if d >= D_MS_2026:
             return [{"relapsing": "G35.A", "secondary": "G35.C0", "primary": "G35.B0", "": "G35.D"}[q["ms"]]]
@@ -471,8 +517,16 @@ def sc_cervical(rng: random.Random, case: Case) -> None:
         case.injections.append(Inj("scm", other, _dose(rng, case.product, 15, 40)))
     case.guidance = rng.choices(["emg", "none", "ultrasound", "estim"], [6, 2.5, 1, 0.5])[0]
     case.dx = [gold_dx(case, "cervical_dystonia")]
-    case.dx_text = [rng.choice(["Cervical dystonia", "Spasmodic torticollis", "Cervical dystonia (spasmodic torticollis)",
-                                "Idiopathic cervical dystonia with rotational torticollis"])]
+    case.dx_text = [
+        rng.choice(
+            [
+                "Cervical dystonia",
+                "Spasmodic torticollis",
+                "Cervical dystonia (spasmodic torticollis)",
+                "Idiopathic cervical dystonia with rotational torticollis",
+            ]
+        )
+    ]
 
 
 def sc_bleph(rng: random.Random, case: Case) -> None:
@@ -498,12 +552,27 @@ def sc_hfs(rng: random.Random, case: Case) -> None:
     case.guidance = "none"
     case.dx = [gold_dx(case, "hemifacial_spasm", side=side)]
     word = {"L": "left", "R": "right"}[side]
-    case.dx_text = [rng.choice([f"Hemifacial spasm, {word}", f"{word.capitalize()} hemifacial spasm",
-                                f"{word.capitalize()}-sided hemifacial spasm"])]
+    case.dx_text = [
+        rng.choice(
+            [f"Hemifacial spasm, {word}", f"{word.capitalize()} hemifacial spasm", f"{word.capitalize()}-sided hemifacial spasm"]
+        )
+    ]
     case.extra["side"] = side
 
 
-UPPER_POOL = ["biceps", "brachialis", "brachioradialis", "fcr", "fcu", "fds", "fdp", "fpl", "pt", "adductor_pollicis", "pec_major"]
+UPPER_POOL = [
+    "biceps",
+    "brachialis",
+    "brachioradialis",
+    "fcr",
+    "fcu",
+    "fds",
+    "fdp",
+    "fpl",
+    "pt",
+    "adductor_pollicis",
+    "pec_major",
+]
 LOWER_POOL = ["gastroc", "soleus", "tib_post", "fdl", "fhl", "rectus_femoris", "semitendinosus", "adductor_longus", "ehl"]
 
 
@@ -535,8 +604,15 @@ def sc_stroke(rng: random.Random, case: Case) -> None:
     case.dx = [gold_dx(case, "stroke", side=side)]
     word = {"L": "left", "R": "right"}[side]
     kind = rng.choice(["ischemic stroke", "cerebral infarction", "left MCA stroke" if side == "R" else "right MCA stroke"])
-    case.dx_text = [rng.choice([f"Spastic {word} hemiparesis following {kind}", f"{word.capitalize()} hemiparesis due to {kind}",
-                                f"Post-stroke spasticity, {word} hemiplegia after {kind}"])]
+    case.dx_text = [
+        rng.choice(
+            [
+                f"Spastic {word} hemiparesis following {kind}",
+                f"{word.capitalize()} hemiparesis due to {kind}",
+                f"Post-stroke spasticity, {word} hemiplegia after {kind}",
+            ]
+        )
+    ]
     case.extra["side"] = side
 
 
@@ -556,8 +632,11 @@ def sc_cp(rng: random.Random, case: Case) -> None:
             _limb(rng, case, "upper", rng.choice("LR"), rng.choice((1, 2, 3, 4)), 10, 40)
     case.guidance = rng.choices(["emg", "estim", "ultrasound", "none"], [3, 2, 2, 1])[0]
     case.dx = [gold_dx(case, "cp", cp=cp)]
-    word = {"diplegic": "spastic diplegic cerebral palsy", "quadriplegic": "spastic quadriplegic cerebral palsy",
-            "hemiplegic": "hemiplegic cerebral palsy"}[cp]
+    word = {
+        "diplegic": "spastic diplegic cerebral palsy",
+        "quadriplegic": "spastic quadriplegic cerebral palsy",
+        "hemiplegic": "hemiplegic cerebral palsy",
+    }[cp]
     case.dx_text = [word.capitalize()]
 
 
@@ -574,8 +653,11 @@ def sc_ms(rng: random.Random, case: Case) -> None:
                 case.injections.append(Inj(m, s, _dose(rng, case.product, 20, 50)))
     case.guidance = rng.choices(["emg", "estim", "none"], [4, 1, 1])[0]
     case.dx = [gold_dx(case, "ms", ms=ms)]
-    word = {"relapsing": "Relapsing-remitting multiple sclerosis", "secondary": "Secondary progressive multiple sclerosis",
-            "": "Multiple sclerosis"}[ms]
+    word = {
+        "relapsing": "Relapsing-remitting multiple sclerosis",
+        "secondary": "Secondary progressive multiple sclerosis",
+        "": "Multiple sclerosis",
+    }[ms]
     case.dx_text = [word + rng.choice(["", " with lower-extremity spasticity", " with spastic paraparesis"])]
 
 
@@ -590,7 +672,9 @@ def sc_writers(rng: random.Random, case: Case) -> None:
         case.injections.append(Inj(m, side, _dose(rng, case.product, 10, 40)))
     case.guidance = rng.choices(["emg", "estim", "ultrasound"], [5, 2, 1])[0]
     case.dx = [gold_dx(case, "writers_cramp")]
-    case.dx_text = [rng.choice(["Writer's cramp", "Focal hand dystonia (writer's cramp)", "Task-specific focal dystonia of the hand"])]
+    case.dx_text = [
+        rng.choice(["Writer's cramp", "Focal hand dystonia (writer's cramp)", "Task-specific focal dystonia of the hand"])
+    ]
 
 
 def sc_migraine(rng: random.Random, case: Case) -> None:
@@ -599,8 +683,15 @@ def sc_migraine(rng: random.Random, case: Case) -> None:
     case.product = "botox"
     case.migraine = True
     total = rng.choice((155, 155, 155, 175, 195))
-    per_site = {"frontalis": 20, "corrugator": 10, "procerus": 5, "occipitalis": 30, "temporalis": 40, "trapezius": 30,
-                "cervical paraspinals": 20}
+    per_site = {
+        "frontalis": 20,
+        "corrugator": 10,
+        "procerus": 5,
+        "occipitalis": 30,
+        "temporalis": 40,
+        "trapezius": 30,
+        "cervical paraspinals": 20,
+    }
     extra = total - 155
     case.extra["migraine_sites"] = dict(per_site)
     if extra:
@@ -612,8 +703,9 @@ def sc_migraine(rng: random.Random, case: Case) -> None:
     case.guidance = "none"
     intractable = rng.random() < 0.6
     case.dx = [gold_dx(case, "migraine", intractable=intractable)]
-    case.dx_text = ["Chronic migraine without aura, " + ("intractable" if intractable else "not intractable")
-                    + ", without status migrainosus"]
+    case.dx_text = [
+        "Chronic migraine without aura, " + ("intractable" if intractable else "not intractable") + ", without status migrainosus"
+    ]
 
 
 def sc_axilla(rng: random.Random, case: Case) -> None:
@@ -681,11 +773,20 @@ def sc_strabismus(rng: random.Random, case: Case) -> None:
 
 
 SCENARIOS: list[tuple[str, float, Any]] = [
-    ("cervical_dystonia", 20, sc_cervical), ("blepharospasm", 7, sc_bleph), ("hemifacial_spasm", 6, sc_hfs),
-    ("stroke_spasticity", 15, sc_stroke), ("cerebral_palsy", 7, sc_cp), ("ms_spasticity", 6, sc_ms),
-    ("writers_cramp", 5, sc_writers), ("chronic_migraine", 8, sc_migraine), ("axillary_hyperhidrosis", 5, sc_axilla),
-    ("sialorrhea", 3, sc_sialorrhea), ("spasmodic_dysphonia", 5, sc_dysphonia), ("bladder", 2, sc_bladder),
-    ("anal_fissure", 2, sc_fissure), ("strabismus", 1.5, sc_strabismus),
+    ("cervical_dystonia", 20, sc_cervical),
+    ("blepharospasm", 7, sc_bleph),
+    ("hemifacial_spasm", 6, sc_hfs),
+    ("stroke_spasticity", 15, sc_stroke),
+    ("cerebral_palsy", 7, sc_cp),
+    ("ms_spasticity", 6, sc_ms),
+    ("writers_cramp", 5, sc_writers),
+    ("chronic_migraine", 8, sc_migraine),
+    ("axillary_hyperhidrosis", 5, sc_axilla),
+    ("sialorrhea", 3, sc_sialorrhea),
+    ("spasmodic_dysphonia", 5, sc_dysphonia),
+    ("bladder", 2, sc_bladder),
+    ("anal_fissure", 2, sc_fissure),
+    ("strabismus", 1.5, sc_strabismus),
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -724,9 +825,9 @@ def _typo(rng: random.Random, word: str) -> str:
     i = rng.randrange(2, len(w) - 2)
     kind = rng.choice(("swap", "drop", "double", "vowel"))
     if kind == "swap":
-        w = w[:i] + w[i + 1] + w[i] + w[i + 2:]
+        w = w[:i] + w[i + 1] + w[i] + w[i + 2 :]
     elif kind == "drop":
-        w = w[:i] + w[i + 1:]
+        w = w[:i] + w[i + 1 :]
     elif kind == "double":
         w = w[:i] + w[i] + w[i:]
     else:
@@ -734,7 +835,7 @@ def _typo(rng: random.Random, word: str) -> str:
         idx = [j for j in range(2, len(w) - 1) if w[j] in vowels]
         if idx:
             j = rng.choice(idx)
-            w = w[:j] + rng.choice([v for v in vowels if v != w[j]]) + w[j + 1:]
+            w = w[:j] + rng.choice([v for v in vowels if v != w[j]]) + w[j + 1 :]
     parts[k] = w
     return " ".join(parts)
 
@@ -806,18 +907,32 @@ GUIDANCE_TEXT = {
 def _guidance_sentence(rng: random.Random, case: Case) -> str:
     g = case.guidance
     if g == "emg":
-        return rng.choice(("Each muscle was localized with needle EMG before injection.",
-                           "Injections were performed under EMG guidance using a hollow Teflon-coated needle.",
-                           "EMG guidance was used to confirm placement in each muscle."))
+        return rng.choice(
+            (
+                "Each muscle was localized with needle EMG before injection.",
+                "Injections were performed under EMG guidance using a hollow Teflon-coated needle.",
+                "EMG guidance was used to confirm placement in each muscle.",
+            )
+        )
     if g == "estim":
-        return rng.choice(("Electrical stimulation guidance was used to localize each muscle.",
-                           "Muscles were localized with electrical stimulation through the injection needle."))
+        return rng.choice(
+            (
+                "Electrical stimulation guidance was used to localize each muscle.",
+                "Muscles were localized with electrical stimulation through the injection needle.",
+            )
+        )
     if g == "ultrasound":
-        return rng.choice(("Ultrasound guidance was used to identify each target.",
-                           "All injections were performed under ultrasound guidance."))
+        return rng.choice(
+            ("Ultrasound guidance was used to identify each target.", "All injections were performed under ultrasound guidance.")
+        )
     if "negation_plan" in case.noise and rng.random() < 0.5:
-        return rng.choice(("No EMG guidance was used.", "EMG guidance was not used today; landmarks only.",
-                           "Injections were placed by anatomic landmarks without electromyographic guidance."))
+        return rng.choice(
+            (
+                "No EMG guidance was used.",
+                "EMG guidance was not used today; landmarks only.",
+                "Injections were placed by anatomic landmarks without electromyographic guidance.",
+            )
+        )
     return rng.choice(("Injections were placed using anatomic landmarks.", ""))
 
 
@@ -912,16 +1027,21 @@ def _body(rng: random.Random, case: Case, w: Writer, style: str, injs: list[Inj]
     if region0 in ("axilla", "salivary", "bladder", "anal", "eom"):
         _gland_body(rng, case, w, style)
         return
-    headers = ("side_headers" in case.noise and style != "table"
-               and all(MUSCLES[i.muscle].region in ("upper", "lower") for i in injs))
+    headers = (
+        "side_headers" in case.noise and style != "table" and all(MUSCLES[i.muscle].region in ("upper", "lower") for i in injs)
+    )
     if headers:
         groups: dict[tuple[str, str], list[Inj]] = {}
         for i in injs:
             groups.setdefault((MUSCLES[i.muscle].region, i.side), []).append(i)
         for (region, side), items in groups.items():
-            label = rng.choice((f"{SIDE_WORD[side].upper()} {'UPPER' if region == 'upper' else 'LOWER'} EXTREMITY:",
-                                f"{side}{'UE' if region == 'upper' else 'LE'}:",
-                                f"{SIDE_WORD[side].capitalize()} {'arm' if region == 'upper' else 'leg'}:"))
+            label = rng.choice(
+                (
+                    f"{SIDE_WORD[side].upper()} {'UPPER' if region == 'upper' else 'LOWER'} EXTREMITY:",
+                    f"{side}{'UE' if region == 'upper' else 'LE'}:",
+                    f"{SIDE_WORD[side].capitalize()} {'arm' if region == 'upper' else 'leg'}:",
+                )
+            )
             w.add(label + "\n")
             for i in items:
                 _entry(rng, case, w, i, "bullets", with_side=False)
@@ -945,8 +1065,15 @@ def _body(rng: random.Random, case: Case, w: Writer, style: str, injs: list[Inj]
 
 def _migraine_body(rng: random.Random, case: Case, w: Writer, style: str) -> None:
     sites = case.extra["migraine_sites"]
-    n_sites = {"frontalis": 4, "corrugator": 2, "procerus": 1, "occipitalis": 6, "temporalis": 8, "trapezius": 6,
-               "cervical paraspinals": 4}
+    n_sites = {
+        "frontalis": 4,
+        "corrugator": 2,
+        "procerus": 1,
+        "occipitalis": 6,
+        "temporalis": 8,
+        "trapezius": 6,
+        "cervical paraspinals": 4,
+    }
     if style in ("table",):
         w.add("| Muscle | Sites | Units |\n|---|---|---|\n")
     for inj in case.injections:
@@ -973,8 +1100,14 @@ def _gland_body(rng: random.Random, case: Case, w: Writer, style: str) -> None:
     region = MUSCLES[injs[0].muscle].region
     if region == "axilla":
         u = _num(injs[0].units)
-        w.add(rng.choice((f"Starch-iodine testing outlined the hyperhidrotic area. {u} units were injected intradermally into each ",
-                          f"After Minor starch-iodine test, {u} U intradermal in 10-15 sites per ")))
+        w.add(
+            rng.choice(
+                (
+                    f"Starch-iodine testing outlined the hyperhidrotic area. {u} units were injected intradermally into each ",
+                    f"After Minor starch-iodine test, {u} U intradermal in 10-15 sites per ",
+                )
+            )
+        )
         injs[0].text, injs[0].start = "axilla", w.pos
         injs[1].text, injs[1].start = "axilla", w.pos
         w.add("axilla (right and left).\n")
@@ -1025,38 +1158,50 @@ def _main_region(case: Case) -> str:
 
 def _history(rng: random.Random, case: Case) -> str:
     if case.scenario in ("cervical_dystonia", "blepharospasm", "hemifacial_spasm", "writers_cramp"):
-        base = rng.choice(("Returns for repeat injection; last cycle gave about 10 weeks of benefit.",
-                           "Follow-up for scheduled injections. Good response to the prior session.",
-                           "Patient reports wearing off of the previous injection after 11 weeks."))
+        base = rng.choice(
+            (
+                "Returns for repeat injection; last cycle gave about 10 weeks of benefit.",
+                "Follow-up for scheduled injections. Good response to the prior session.",
+                "Patient reports wearing off of the previous injection after 11 weeks.",
+            )
+        )
     elif case.migraine:
         base = "Chronic migraine with more than 15 headache days per month despite two preventive medications."
     elif case.scenario in ("axillary_hyperhidrosis", "sialorrhea", "bladder", "anal_fissure", "strabismus"):
         base = rng.choice(("Symptoms persist despite conservative treatment.", "Failed first-line therapy."))
     else:
-        base = rng.choice(("Spasticity interferes with hygiene and dressing despite oral baclofen.",
-                           "Tone limits gait and positioning; therapy ongoing.", "Returns for repeat injections for spasticity."))
+        base = rng.choice(
+            (
+                "Spasticity interferes with hygiene and dressing despite oral baclofen.",
+                "Tone limits gait and positioning; therapy ongoing.",
+                "Returns for repeat injections for spasticity.",
+            )
+        )
     if "negation_plan" in case.noise and case.injections and rng.random() < 0.7:
         inj = rng.choice([i for i in case.injections if not i.muscle.startswith("migraine:")] or case.injections)
         m = inj.muscle.split(":", 1)[1] if inj.muscle.startswith("migraine:") else MUSCLES[inj.muscle].name
         other = rng.choice(_OTHER_MUSCLE.get(_main_region(case), ["trapezius"]))
         old = _num(inj.units + rng.choice((10, 20, 25, 50)) * (1 if case.product != "myobloc" else 50))
-        base += " " + rng.choice((
-            f"At the last visit the {m} received {old} units and the {other} 40 units.",
-            f"Previously injected the {other} with 50 units {rng.choice(('3 months ago', 'in the spring', 'last session'))}.",
-            f"History of {other} injection 4 months ago with good effect.",
-        ))
+        base += " " + rng.choice(
+            (
+                f"At the last visit the {m} received {old} units and the {other} 40 units.",
+                f"Previously injected the {other} with 50 units {rng.choice(('3 months ago', 'in the spring', 'last session'))}.",
+                f"History of {other} injection 4 months ago with good effect.",
+            )
+        )
     return base
 
 
 def _plan(rng: random.Random, case: Case) -> str:
-    base = rng.choice(("Return in 12 weeks.", "Follow up in 3 months for reinjection.", "RTC 12 weeks.",
-                       "Reassess in 3 months."))
+    base = rng.choice(("Return in 12 weeks.", "Follow up in 3 months for reinjection.", "RTC 12 weeks.", "Reassess in 3 months."))
     if "negation_plan" in case.noise:
         other = rng.choice(_OTHER_MUSCLE.get(_main_region(case), ["trapezius"]))
-        options = [f"Next visit consider adding the {rng.choice(('left', 'right'))} {other} (50 units).",
-                   f"May add the {other} next time if symptoms persist.",
-                   f"Discussed adding the {other} at a future visit.",
-                   "Up to 400 units anticipated at the next session."]
+        options = [
+            f"Next visit consider adding the {rng.choice(('left', 'right'))} {other} (50 units).",
+            f"May add the {other} next time if symptoms persist.",
+            f"Discussed adding the {other} at a future visit.",
+            "Up to 400 units anticipated at the next session.",
+        ]
         if case.guidance == "none":
             options += ["Will consider EMG guidance next visit.", "Plan ultrasound guidance at the next session."]
         base += " " + rng.choice(options)
@@ -1072,21 +1217,42 @@ def _amounts_text(rng: random.Random, case: Case, style: str) -> list[str]:
     admin = case.extra.get("admin_truth", case.administered)
     total = case.stated_total if case.stated_total is not None else admin
     if case.product == "myobloc" and case.product_named in ("brand", "generic", "both", "typo", "type_b"):
-        out.append(f"{prod} {_num(case.vial_size)} units/mL solution, {vial} opened." if rng.random() < 0.5
-                   else f"Drug: {prod}, {vial}.")
+        out.append(
+            f"{prod} {_num(case.vial_size)} units/mL solution, {vial} opened." if rng.random() < 0.5 else f"Drug: {prod}, {vial}."
+        )
     else:
-        out.append(rng.choice((f"{vial.capitalize()} of {prod} reconstituted with {rng.choice(('1', '2', '4'))} mL preservative-free saline.",
-                               f"Drug: {prod}; {vial} reconstituted with normal saline.",
-                               f"{prod} ({vial}) diluted with saline.")))
+        out.append(
+            rng.choice(
+                (
+                    f"{vial.capitalize()} of {prod} reconstituted with {rng.choice(('1', '2', '4'))} mL preservative-free saline.",
+                    f"Drug: {prod}; {vial} reconstituted with normal saline.",
+                    f"{prod} ({vial}) diluted with saline.",
+                )
+            )
+        )
     show_total = case.stated_total is not None or case.migraine or rng.random() < 0.8
     if show_total:
-        out.append(rng.choice((f"Total dose administered: {_num(total)} units.", f"Total: {_num(total)} units.",
-                               f"A total of {_num(total)} units was injected.")))
+        out.append(
+            rng.choice(
+                (
+                    f"Total dose administered: {_num(total)} units.",
+                    f"Total: {_num(total)} units.",
+                    f"A total of {_num(total)} units was injected.",
+                )
+            )
+        )
     disc = case.extra.get("disc_truth", case.discarded)
     if case.waste_mode == "stated":
         if disc and disc > 0:
-            out.append(rng.choice((f"{_num(disc)} units were discarded.", f"Wastage: {_num(disc)} units discarded.",
-                                   f"The remaining {_num(disc)} units were wasted.")))
+            out.append(
+                rng.choice(
+                    (
+                        f"{_num(disc)} units were discarded.",
+                        f"Wastage: {_num(disc)} units discarded.",
+                        f"The remaining {_num(disc)} units were wasted.",
+                    )
+                )
+            )
         else:
             out.append(rng.choice(("No waste.", "Entire vial used; no wastage.")))
     elif case.waste_mode == "remainder":
@@ -1104,8 +1270,15 @@ def render(rng: random.Random, case: Case) -> str:
     style = case.extra["layout"]
     caps = rng.random() < 0.5
     H = (lambda s: s.upper()) if caps else (lambda s: s.title())
-    header = rng.choice(("PROCEDURE NOTE", "Chemodenervation Procedure Note", "CLINIC NOTE - BOTULINUM TOXIN",
-                         "Neurology Procedure", "Procedure Record"))
+    header = rng.choice(
+        (
+            "PROCEDURE NOTE",
+            "Chemodenervation Procedure Note",
+            "CLINIC NOTE - BOTULINUM TOXIN",
+            "Neurology Procedure",
+            "Procedure Record",
+        )
+    )
     w.add(header + "\n\n")
     if rng.random() < 0.85:
         w.add(f"{H('Date of service')}: {_date_text(rng, case.dos)}\n")
@@ -1121,18 +1294,28 @@ def render(rng: random.Random, case: Case) -> str:
     if not case.performed:
         reason = case.extra.get("not_done", "declined")
         w.add(f"{H('Assessment and plan')}: ")
-        w.add({"declined": "Options reviewed. The patient declined botulinum toxin injection today and prefers to continue oral medication.",
-               "deferred": "Injection deferred today because of an intercurrent febrile illness; will reschedule in two weeks.",
-               "plan": f"Plan {_product_text(rng, case)} injection at the next visit, approximately {_num(case.administered)} units.",
-               "aborted": "Procedure was aborted before any injection because of a vasovagal episode; no toxin was administered."}[reason])
+        w.add(
+            {
+                "declined": "Options reviewed. The patient declined botulinum toxin injection today and prefers to continue oral medication.",
+                "deferred": "Injection deferred today because of an intercurrent febrile illness; will reschedule in two weeks.",
+                "plan": f"Plan {_product_text(rng, case)} injection at the next visit, approximately {_num(case.administered)} units.",
+                "aborted": "Procedure was aborted before any injection because of a vasovagal episode; no toxin was administered.",
+            }[reason]
+        )
         w.add(f"\n\n{_plan(rng, case)}\n")
         return w.text()
-    proc = {"cervical_dystonia": "Chemodenervation of cervical muscles", "blepharospasm": "Chemodenervation of the eyelids",
-            "hemifacial_spasm": "Chemodenervation of facial muscles", "chronic_migraine": "Chemodenervation for chronic migraine (PREEMPT)",
-            "axillary_hyperhidrosis": "Intradermal botulinum toxin, both axillae", "sialorrhea": "Salivary gland chemodenervation",
-            "spasmodic_dysphonia": "Percutaneous laryngeal chemodenervation", "bladder": "Cystoscopy with intradetrusor injection",
-            "anal_fissure": "Chemodenervation of internal anal sphincter", "strabismus": "Extraocular muscle chemodenervation",
-            }.get(case.scenario, "Chemodenervation of extremity muscles")
+    proc = {
+        "cervical_dystonia": "Chemodenervation of cervical muscles",
+        "blepharospasm": "Chemodenervation of the eyelids",
+        "hemifacial_spasm": "Chemodenervation of facial muscles",
+        "chronic_migraine": "Chemodenervation for chronic migraine (PREEMPT)",
+        "axillary_hyperhidrosis": "Intradermal botulinum toxin, both axillae",
+        "sialorrhea": "Salivary gland chemodenervation",
+        "spasmodic_dysphonia": "Percutaneous laryngeal chemodenervation",
+        "bladder": "Cystoscopy with intradetrusor injection",
+        "anal_fissure": "Chemodenervation of internal anal sphincter",
+        "strabismus": "Extraocular muscle chemodenervation",
+    }.get(case.scenario, "Chemodenervation of extremity muscles")
     guid = rng.choice(GUIDANCE_TEXT[case.guidance]) if case.guidance != "none" else ""
     w.add(f"{H('Procedure')}: {proc}{(' ' + guid) if guid and rng.random() < 0.6 else ''}.\n")
     w.add(f"{H('Procedure details')}: Consent obtained, risks reviewed. ")
@@ -1175,9 +1358,15 @@ def _nerve_text(rng: random.Random, case: Case, w: Writer) -> None:
     for nerve, side in case.nerves:
         name = NERVES[nerve][0]
         ml = rng.choice((2, 3, 4, 5))
-        w.add(rng.choice((f"Neurolysis of the {SIDE_WORD[side]} {name} was performed with {ml} mL of {agent} under "
-                          f"stimulation guidance. ",
-                          f"{ml} mL {agent} was injected at the {SIDE_WORD[side]} {name} for neurolysis. ")))
+        w.add(
+            rng.choice(
+                (
+                    f"Neurolysis of the {SIDE_WORD[side]} {name} was performed with {ml} mL of {agent} under "
+                    f"stimulation guidance. ",
+                    f"{ml} mL {agent} was injected at the {SIDE_WORD[side]} {name} for neurolysis. ",
+                )
+            )
+        )
         case.extra.setdefault("nerve_texts", []).append(f"{SIDE_WORD[side]} {name}")
     w.add("\n")
 
@@ -1186,8 +1375,17 @@ def _nerve_text(rng: random.Random, case: Case, w: Writer) -> None:
 # building one case
 
 
-NOISE_KINDS = ("ambiguous_muscle", "unnamed_product", "undocumented_waste", "conflicting_total", "negation_plan",
-               "dictation_typo", "several_procedures", "listed_codes", "side_headers")
+NOISE_KINDS = (
+    "ambiguous_muscle",
+    "unnamed_product",
+    "undocumented_waste",
+    "conflicting_total",
+    "negation_plan",
+    "dictation_typo",
+    "several_procedures",
+    "listed_codes",
+    "side_headers",
+)
 
 
 def make_case(index: int, seed: int) -> Case:
@@ -1247,8 +1445,12 @@ def make_case(index: int, seed: int) -> Case:
         case.waste_mode = rng.choices(("stated", "remainder", "undocumented"), (6, 1.5, 1.5))[0]
     if "undocumented_waste" in noise and case.administered < case.vial_total:
         case.waste_mode = "undocumented"
-    if ("conflicting_total" in noise and not case.migraine and len(case.injections) >= 2
-            and MUSCLES[case.injections[0].muscle].region not in ("axilla", "anal", "bladder", "salivary")):
+    if (
+        "conflicting_total" in noise
+        and not case.migraine
+        and len(case.injections) >= 2
+        and MUSCLES[case.injections[0].muscle].region not in ("axilla", "anal", "bladder", "salivary")
+    ):
         _conflict(rng, case)
     if "listed_codes" in noise:
         lines = gold_claim(case)
@@ -1298,12 +1500,16 @@ def _add_second(rng: random.Random, case: Case) -> None:
             case.injections.append(Inj("oo", side, _small_dose(rng, case.product or "botox", (10, 12.5, 15))))
         case.extra["second"] = n0
         if case.guidance in ("emg", "estim"):
-            case.extra["second_intro"] = rng.choice((
-                "\nAlso treated for coexisting blepharospasm; the eyelid injections were placed by landmarks without guidance:\n",
-                "\nBlepharospasm was treated at the same session (periocular injections, no guidance):\n"))
+            case.extra["second_intro"] = rng.choice(
+                (
+                    "\nAlso treated for coexisting blepharospasm; the eyelid injections were placed by landmarks without guidance:\n",
+                    "\nBlepharospasm was treated at the same session (periocular injections, no guidance):\n",
+                )
+            )
         else:
-            case.extra["second_intro"] = rng.choice(("\nAlso treated for coexisting blepharospasm:\n",
-                                                     "\nBlepharospasm was treated at the same session:\n"))
+            case.extra["second_intro"] = rng.choice(
+                ("\nAlso treated for coexisting blepharospasm:\n", "\nBlepharospasm was treated at the same session:\n")
+            )
         case.dx.append(gold_dx(case, "blepharospasm"))
         case.dx_text.append("Blepharospasm")
         case.guided_regions = {"neck"} if case.guidance in ("emg", "estim") else set()
@@ -1314,8 +1520,11 @@ def _add_second(rng: random.Random, case: Case) -> None:
         for m in rng.sample(["scm", "splenius", "trapezius"], 2):
             case.injections.append(Inj(m, side, _dose(rng, case.product or "botox", 20, 50)))
         case.extra["second"] = n0
-        g = {"emg": ", also under EMG guidance", "estim": ", also with electrical stimulation guidance",
-             "ultrasound": ", also under ultrasound guidance"}.get(case.guidance, "")
+        g = {
+            "emg": ", also under EMG guidance",
+            "estim": ", also with electrical stimulation guidance",
+            "ultrasound": ", also under ultrasound guidance",
+        }.get(case.guidance, "")
         case.extra["second_intro"] = f"\nCervical muscles were also injected for cervical dystonia{g}:\n"
         case.dx.append(gold_dx(case, "cervical_dystonia"))
         case.dx_text.append("Cervical dystonia")
@@ -1350,11 +1559,20 @@ def build(index: int, seed: int) -> tuple[str, dict[str, Any]]:
         "discarded_units": case.discarded if case.performed else None,
         "vial_units": case.vial_total if case.performed else None,
         "injections": [
-            {"text": i.text, "muscle": i.muscle.split(":", 1)[-1] if i.muscle.startswith("migraine:") else MUSCLES[i.muscle].name,
-             "side": i.side, "units": i.units, "start": i.start, "end": i.start + len(i.text)}
-            for i in case.injections if case.performed and i.start >= 0
+            {
+                "text": i.text,
+                "muscle": i.muscle.split(":", 1)[-1] if i.muscle.startswith("migraine:") else MUSCLES[i.muscle].name,
+                "side": i.side,
+                "units": i.units,
+                "start": i.start,
+                "end": i.start + len(i.text),
+            }
+            for i in case.injections
+            if case.performed and i.start >= 0
         ],
-        "nerves": [{"text": t, "nerve": n, "side": s} for (n, s), t in zip(case.nerves, case.extra.get("nerve_texts", []), strict=False)],
+        "nerves": [
+            {"text": t, "nerve": n, "side": s} for (n, s), t in zip(case.nerves, case.extra.get("nerve_texts", []), strict=False)
+        ],
     }
     for item in facts["nerves"]:
         i = text.find(item["text"])
@@ -1383,7 +1601,7 @@ def generate(out: Path, n: int = N_NOTES, seed: int = SEED) -> dict[str, Any]:
         old.unlink()
     gold: dict[str, Any] = {
         "_format": "btxcode gold (generated by nlp/training/generate.py): see training_data/README.md and "
-                   "training_data/generated/README.md. Keys are note file names under notes/.",
+        "training_data/generated/README.md. Keys are note file names under notes/.",
         "_generator": {"version": GENERATOR_VERSION, "seed": seed, "n": n},
     }
     for i in range(1, n + 1):

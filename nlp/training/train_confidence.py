@@ -125,8 +125,10 @@ def collect(root: Path, engine: Any = None) -> list[NoteRows]:
                 continue
             ref = load_reference(gpath)
             names = sorted(ref)
-            inputs = [NoteInput((root / notes / n).read_text(encoding="utf-8"), n, ref[n].get("dos"), ref[n].get("payer"))
-                      for n in names]
+            inputs = [
+                NoteInput((root / notes / n).read_text(encoding="utf-8"), n, ref[n].get("dos"), ref[n].get("payer"))
+                for n in names
+            ]
             for n, result in zip(names, engine.suggest_many(inputs), strict=True):
                 if result.get("error"):
                     continue
@@ -175,11 +177,15 @@ def base_estimator(kind: str) -> Any:
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.pipeline import make_pipeline
 
-    params = {"line": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05},
-              "dx": {"n_estimators": 100, "max_depth": 2, "learning_rate": 0.05},
-              "claim": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05}}[kind]
-    return make_pipeline(DictVectorizer(sparse=True), GradientBoostingClassifier(
-        subsample=1.0, min_samples_leaf=5, random_state=RANDOM_STATE, **params))
+    params = {
+        "line": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05},
+        "dx": {"n_estimators": 100, "max_depth": 2, "learning_rate": 0.05},
+        "claim": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05},
+    }[kind]
+    return make_pipeline(
+        DictVectorizer(sparse=True),
+        GradientBoostingClassifier(subsample=1.0, min_samples_leaf=5, random_state=RANDOM_STATE, **params),
+    )
 
 
 MIN_CAL_PER_CLASS = 5
@@ -205,8 +211,9 @@ def ensure_both_classes(fit: list[NoteRows], cal: list[NoteRows], kind: str) -> 
     return fit, cal, moved
 
 
-def fit_calibrated(kind: str, X_fit: list[dict[str, Any]], y_fit: list[int], X_cal: list[dict[str, Any]],
-                   y_cal: list[int]) -> Any:
+def fit_calibrated(
+    kind: str, X_fit: list[dict[str, Any]], y_fit: list[int], X_cal: list[dict[str, Any]], y_cal: list[int]
+) -> Any:
     """Base pipeline fit on the fit part, sigmoid calibration on the held-out calibration part (P11)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
@@ -256,8 +263,9 @@ def evaluate_models(models: dict[str, Any], notes: list[NoteRows], threshold: fl
         p = proba(models[kind], X)
         out[kind] = metrics.summary(y, p)
         if kind == "claim":
-            out["routing"] = {k: (round(v, 4) if isinstance(v, float) else v)
-                              for k, v in metrics.routing(y, p, threshold).items()}
+            out["routing"] = {
+                k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.routing(y, p, threshold).items()
+            }
     return out
 
 
@@ -276,8 +284,13 @@ def _versions() -> dict[str, str]:
     import scipy
     import sklearn
 
-    v = {"python": platform.python_version(), "scikit-learn": sklearn.__version__, "numpy": numpy.__version__,
-         "scipy": scipy.__version__, "joblib": joblib.__version__}
+    v = {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
     try:
         import spacy
 
@@ -289,10 +302,20 @@ def _versions() -> dict[str, str]:
 
 def _git(repo: Path) -> dict[str, Any]:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10,
-                                check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
-                               text=True, timeout=10, check=False).stdout.strip() != ""
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+            != ""
+        )
         return {"commit": commit or None, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -326,8 +349,9 @@ def _clear_table_caches() -> None:
 # commands
 
 
-def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True, engine: Any = None,
-          log: Any = print) -> dict[str, Any]:
+def train(
+    root: Path, out: Path, write_profiles: bool = True, plots: bool = True, engine: Any = None, log: Any = print
+) -> dict[str, Any]:
     """Train, choose the threshold, evaluate, and write ``model.joblib`` + ``manifest.json`` into ``out``."""
     import joblib
 
@@ -353,17 +377,19 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
     report: dict[str, Any] = {
         "test": evaluate_models(models, by_part["test"], threshold),
         "dev": evaluate_models(models, by_part["dev"], threshold),
-        "test_by_source": {src: evaluate_models(models, [n for n in by_part["test"] if n.source == src], threshold)
-                           for src in sorted({n.source for n in notes})},
+        "test_by_source": {
+            src: evaluate_models(models, [n for n in by_part["test"] if n.source == src], threshold)
+            for src in sorted({n.source for n in notes})
+        },
         "cv_train": {kind: cv_metrics(train_notes, kind) for kind in KINDS},
     }
     y_test, p_test = predictions(models, by_part["test"], "claim")
-    report["test_coverage_curve"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in pt.items()}
-                                     for pt in metrics.coverage_curve(y_test, p_test)]
+    report["test_coverage_curve"] = [
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in pt.items()} for pt in metrics.coverage_curve(y_test, p_test)
+    ]
     out.mkdir(parents=True, exist_ok=True)
     check_rows = {kind: _xy(by_part["cal"], kind)[0][:40] for kind in KINDS}
-    bundle = {"models": models, "feature_version": FEATURE_VERSION, "feature_hash": feature_hash(),
-              "check_rows": check_rows}
+    bundle = {"models": models, "feature_version": FEATURE_VERSION, "feature_hash": feature_hash(), "check_rows": check_rows}
     fpath = out / MODEL_FILE
     joblib.dump(bundle, fpath, compress=3)
     changed = write_threshold(threshold) if write_profiles else []
@@ -372,22 +398,28 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
         "format": MANIFEST_FORMAT,
         "created_by": "python -m nlp.training.train_confidence train",
         "engine_version": __version__,
-        "model": {"file": MODEL_FILE, "sha256": sha256_file(fpath), "kinds": list(KINDS),
-                  "estimator": "DictVectorizer + GradientBoostingClassifier, CalibratedClassifierCV(FrozenEstimator, sigmoid)",
-                  "random_state": RANDOM_STATE},
+        "model": {
+            "file": MODEL_FILE,
+            "sha256": sha256_file(fpath),
+            "kinds": list(KINDS),
+            "estimator": "DictVectorizer + GradientBoostingClassifier, CalibratedClassifierCV(FrozenEstimator, sigmoid)",
+            "random_state": RANDOM_STATE,
+        },
         "features": {"version": FEATURE_VERSION, "hash": feature_hash(), "names": FEATURE_NAMES},
-        "training_data": {"sha256": data_sha, "files": len(training_files(root)),
-                          "sets": [s for s, _, _ in SETS],
-                          "notes": {p: len(v) for p, v in by_part.items()},
-                          "rows": {kind: {p: len(_xy(v, kind)[1]) for p, v in by_part.items()} for kind in KINDS},
-                          "fit_cal": "train notes: SHA-256(id)[1] < 204 → fit, else calibration; notes moved to "
-                                     f"calibration so that each label has ≥ {MIN_CAL_PER_CLASS} rows there",
-                          "moved_to_calibration": cal_moved},
+        "training_data": {
+            "sha256": data_sha,
+            "files": len(training_files(root)),
+            "sets": [s for s, _, _ in SETS],
+            "notes": {p: len(v) for p, v in by_part.items()},
+            "rows": {kind: {p: len(_xy(v, kind)[1]) for p, v in by_part.items()} for kind in KINDS},
+            "fit_cal": "train notes: SHA-256(id)[1] < 204 → fit, else calibration; notes moved to "
+            f"calibration so that each label has ≥ {MIN_CAL_PER_CLASS} rows there",
+            "moved_to_calibration": cal_moved,
+        },
         "tables_digest": tables_digest(),
         "libraries": _versions(),
         "git": _git(root.resolve().parent),
-        "threshold": {"value": threshold, "target_precision": TARGET_PRECISION, "chosen_on": "dev",
-                      "profiles": list(PROFILES)},
+        "threshold": {"value": threshold, "target_precision": TARGET_PRECISION, "chosen_on": "dev", "profiles": list(PROFILES)},
         "metrics": report,
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
@@ -405,10 +437,12 @@ def train(root: Path, out: Path, write_profiles: bool = True, plots: bool = True
 def headline(manifest: dict[str, Any]) -> str:
     t = manifest["metrics"]["test"]
     r = t["routing"]
-    return (f"test: lines ECE {t['line']['ece']} Brier {t['line']['brier']} AUROC {t['line']['auroc']} (n {t['line']['n']}); "
-            f"dx ECE {t['dx']['ece']} (n {t['dx']['n']}); claims AUROC {t['claim']['auroc']} ECE {t['claim']['ece']} "
-            f"(n {t['claim']['n']}, exact {t['claim']['positive_rate']}); threshold {manifest['threshold']['value']} → "
-            f"coverage {r['coverage']} auto precision {r['auto_precision']} ({r['auto_errors']} errors)")
+    return (
+        f"test: lines ECE {t['line']['ece']} Brier {t['line']['brier']} AUROC {t['line']['auroc']} (n {t['line']['n']}); "
+        f"dx ECE {t['dx']['ece']} (n {t['dx']['n']}); claims AUROC {t['claim']['auroc']} ECE {t['claim']['ece']} "
+        f"(n {t['claim']['n']}, exact {t['claim']['positive_rate']}); threshold {manifest['threshold']['value']} → "
+        f"coverage {r['coverage']} auto precision {r['auto_precision']} ({r['auto_errors']} errors)"
+    )
 
 
 def check(root: Path, model_dir: Path) -> list[str]:
@@ -452,8 +486,9 @@ def verify(root: Path, model_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nlp.training.train_confidence", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m nlp.training.train_confidence", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=("train", "verify", "check"))
     ap.add_argument("--data", type=Path, default=Path("training_data"), help="training_data folder")
     ap.add_argument("--out", type=Path, default=Path("models/confidence"), help="model folder")
