@@ -329,7 +329,12 @@ class Scanner:
             pos = w.start()
             if pos < last_end:
                 continue
-            if low[pos] not in ";[" and low[pos : pos + 3] not in prefixes and not any(low.startswith(sh, pos) for sh in short):
+            if (
+                low[pos] not in ";["
+                and low[pos : pos + 3] not in prefixes
+                and low[pos : pos + 2] not in short
+                and low[pos] not in short
+            ):
                 continue
             m = match(text, pos)
             if m is not None and m.end() > m.start():
