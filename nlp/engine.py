@@ -23,6 +23,7 @@ from nlp.pipeline import build_nlp
 
 SCHEMA_VERSION = "1.0"
 MAX_NOTE_BYTES = 200_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 
 
 class InputError(ValueError):
@@ -55,7 +56,7 @@ def decode_note(data: bytes | str) -> str:
         raise InputError("BINARY", "note contains NUL characters: binary data, not text")
     if not text.strip():
         raise InputError("EMPTY", "note is empty")
-    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
+    control = len(_CONTROL.findall(text))
     if control > max(8, len(text) // 50):
         raise InputError("BINARY", "note is mostly control characters: binary data, not text")
     # keep every offset: CRLF becomes " \n" and a lone CR "\n", both the same length as before

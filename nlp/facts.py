@@ -230,6 +230,23 @@ _PARTIAL = re.compile(
     r"\b(?:left|right|lt|rt|[LR]|bilateral|side|arm|leg|limb|[LR][UL]E|upper|lower|calf|neck|face|eye|lid|hand|foot)\b|\b(?:lue|rue|lle|rle)\b",
     re.IGNORECASE,
 )
+_CANCEL_KEYS = (
+    "defer",
+    "postpon",
+    "cancel",
+    "abort",
+    "not performed",
+    "not done",
+    "held",
+    "reschedul",
+    "withheld",
+    "stopped",
+    "declin",
+    "refus",
+    "did not",
+    "does not",
+    "do not",
+)
 _TOXIN_NEGATED = re.compile(
     r"\bno\s+(?:botulinum(?:\s+toxin)?|botox|toxin)\s*[.,;]|\bnever\s+(?:actually\s+)?received\s+(?:botulinum|botox|toxin)"
     r"|\bno\s+(?:injections?|botox|toxin|procedure)\s+(?:was\s+|were\s+)?(?:given\s+|performed\s+|done\s+)?today\b"
@@ -711,8 +728,12 @@ def _cancellation(note: _Note, f: Facts) -> None:
         j = secs.index(m.start())
         return (cats[j] if j >= 0 else "none") not in ("history",)
 
-    cancel = next((m for m in _CANCEL.finditer(text) if ok(m)), None)
-    negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
+    low = text.lower()
+    cancel = negated = None
+    if any(k in low for k in _CANCEL_KEYS):  # cheap prefilter: almost no note has any of these
+        cancel = next((m for m in _CANCEL.finditer(text) if ok(m)), None)
+    if any(k in low for k in ("no ", "never", " not ")):
+        negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
     if cancel is None and negated is None:
         return
     if cancel is not None and negated is None and _PARTIAL.search(cancel.group(0)):

@@ -70,9 +70,21 @@ def _d(value: str) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
+_DATES: dict[int, tuple[date | None, date | None]] = {}
+
+
+def _span(row: Row) -> tuple[date | None, date | None]:
+    """A row's validity dates, parsed once (rows are cached and never change)."""
+    key = id(row)
+    got = _DATES.get(key)
+    if got is None:
+        got = _DATES[key] = (_d(row.get("valid_from", "")), _d(row.get("valid_to", "")))
+    return got
+
+
 def is_active(row: Row, dos: date, options: Iterable[str] = ()) -> bool:
     """True when ``row`` is in force on ``dos`` and its ``option`` column (if any) is satisfied."""
-    start, end = _d(row.get("valid_from", "")), _d(row.get("valid_to", ""))
+    start, end = _span(row)
     if start and dos < start:
         return False
     if end and dos > end:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 
+from spacy.attrs import IDX
 from spacy.tokens import Doc, Span
 
 
@@ -22,7 +23,7 @@ ensure_extensions()
 def _token_starts(doc: Doc) -> list[int]:
     starts = doc.user_data.get("btx_token_starts")
     if starts is None:
-        starts = doc.user_data["btx_token_starts"] = [t.idx for t in doc]
+        starts = doc.user_data["btx_token_starts"] = doc.to_array(IDX).tolist() if len(doc) else []
     return starts
 
 

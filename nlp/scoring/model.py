@@ -129,7 +129,7 @@ class ConfidenceScorer:
         evaluated in one batch (one call per kind on the scikit-learn path)."""
         note, parts = note_parts(facts, claim, result)
         if self.fast is not None:
-            p = self.fast.predict({k: note for k in KINDS}, parts)
+            p = self.fast.predict(dict.fromkeys(KINDS, note), parts)
             r = {k: [round(v, 4) for v in p.get(k, [])] for k in KINDS}
             return r["line"], r["dx"], r["claim"][0]
         rows = {k: [{**note, **x} for x in parts[k]] for k in KINDS}

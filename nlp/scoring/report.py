@@ -129,11 +129,12 @@ def calibration_report(results: list[dict[str, Any]], refs: dict[str, dict[str, 
         return report
     auto = [r for r in scored if r.get("route") == "auto"]
     auto_right = sum(claim_label(r["id"], r, refs[r["id"]]) for r in auto)
-    thresholds = sorted({float(r["confidence"]) for r in auto})
+    threshold = _threshold(scored, auto)
     report = {
         "scored": True,
         **{kind: metrics.summary(*series[kind]) for kind in ("line", "dx", "claim")},
         "routing": {
+            "threshold": threshold,
             "claims": len(scored),
             "auto": len(auto),
             "coverage": round(len(auto) / len(scored), 4) if scored else None,
@@ -146,9 +147,32 @@ def calibration_report(results: list[dict[str, Any]], refs: dict[str, dict[str, 
     }
     out.mkdir(parents=True, exist_ok=True)
     plot_reliability(series, out / "reliability.png")
-    plot_coverage(*series["claim"], thresholds[0] if thresholds else None, out / "coverage.png")
+    plot_coverage(*series["claim"], threshold, out / "coverage.png")
     (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
+
+
+def _threshold(scored: list[dict[str, Any]], auto: list[dict[str, Any]]) -> float | None:
+    """The payer profile's ``routing.auto_threshold`` the results were routed with (else the lowest
+    auto-routed confidence)."""
+    from nlp.loaders import profile
+
+    payers = {r.get("payer") for r in scored if r.get("payer")}
+    if len(payers) == 1:
+        try:
+            return float(profile(payers.pop())["routing"]["auto_threshold"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    return min((float(r["confidence"]) for r in auto), default=None)
+
+
+def attach_calibration(report: dict[str, Any], results: list[dict[str, Any]], gold: str | Path, out_dir: str | Path) -> str:
+    """For ``btxcode eval --calibration-report DIR``: add ``report["calibration"]`` (and write its files into
+    ``out_dir``) for the results of :func:`nlp.evaluate.evaluate`; returns a one-line summary."""
+    from nlp.evaluate import load_reference
+
+    report["calibration"] = calibration_report(results, load_reference(Path(gold)), out_dir)
+    return format_summary(report["calibration"]) + f" (files in {out_dir})"
 
 
 def format_summary(report: dict[str, Any]) -> str:

@@ -417,6 +417,7 @@ def train(
             "moved_to_calibration": cal_moved,
         },
         "tables_digest": tables_digest(),
+        "engine_code_sha256": engine_code_sha256(),
         "libraries": _versions(),
         "git": _git(root.resolve().parent),
         "threshold": {"value": threshold, "target_precision": TARGET_PRECISION, "chosen_on": "dev", "profiles": list(PROFILES)},
@@ -443,6 +444,30 @@ def headline(manifest: dict[str, Any]) -> str:
         f"(n {t['claim']['n']}, exact {t['claim']['positive_rate']}); threshold {manifest['threshold']['value']} → "
         f"coverage {r['coverage']} auto precision {r['auto_precision']} ({r['auto_errors']} errors)"
     )
+
+
+def engine_code_sha256() -> str:
+    """SHA-256 over the engine's Python sources (``nlp/**/*.py`` except ``nlp/training``): recorded so that
+    ``check`` can say when the extractor or mapper changed since training (the features then shift)."""
+    base = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in sorted(base.rglob("*.py")):
+        rel = p.relative_to(base).as_posix()
+        if rel.startswith("training/"):
+            continue
+        h.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def stale_notes(model_dir: Path) -> list[str]:
+    """Advisory differences (not failures): engine code changed since the model was trained."""
+    mpath = model_dir / MANIFEST_FILE
+    if not mpath.is_file():
+        return []
+    m = json.loads(mpath.read_text(encoding="utf-8"))
+    if m.get("engine_code_sha256") and m["engine_code_sha256"] != engine_code_sha256():
+        return ["the engine's code changed since the model was trained (features may have shifted): consider `make train`"]
+    return []
 
 
 def check(root: Path, model_dir: Path) -> list[str]:
@@ -501,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check":
         problems = check(args.data, args.out)
+        for note in stale_notes(args.out):
+            print(f"note: {note}", file=sys.stderr)  # noqa: T201
         for p in problems:
             print(f"stale: {p} — run `make train`", file=sys.stderr)  # noqa: T201
         return 1 if problems else 0
