@@ -49,8 +49,9 @@ eval: $(STAMP) ## score the MTSamples reference (codes stripped, DOS from refere
 	@echo "== training_data dev split"
 	$(BIN)/btxcode eval training_data/gold.json training_data/notes --split dev
 
-bench: $(STAMP) ## throughput benchmark (bench/run.py)
-	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "bench/run.py does not exist yet"; fi
+bench: $(STAMP) ## throughput benchmark vs bare spaCy and default medspaCy (bench/run.py; installs the bench extra)
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev,bench]'
+	$(PYTHON) -m bench.run
 
 clean: ## remove .venv and build/test caches
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
