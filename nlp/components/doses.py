@@ -74,7 +74,8 @@ WASTE_VOLUME = re.compile(
     _I,
 )
 REMAINDER = re.compile(
-    r"\b(?:remainder|rest|remaining(?:[ \t]+(?:drug|toxin|solution|amount|units?))?|residual|balance|unused[ \t]+portion)"
+    r"\b(?:remainder|rest|remaining(?:[ \t]+(?:drug|toxin|solution|amount|units?))?|residual|balance"
+    r"|unused[ \t]+(?:portion|toxin|drug|product|medication|amount|solution))"
     r"(?:[ \t]+of[ \t]+(?:the[ \t]+)?(?:[\w-]+[ \t]+){0,2}?(?:vial|vials|drug|toxin|solution|botox|dysport|xeomin|myobloc|daxxify|product|medication))?[ \t]+"
     r"(?:was[ \t]+|were[ \t]+)?(?:discarded|wasted)",
     _I,

@@ -1589,9 +1589,14 @@ def build(index: int, seed: int) -> tuple[str, dict[str, Any]]:
         "noise": sorted(case.noise),
         "split": split_of(case.note_id),
         "author": "generated",
-        "generator": {"version": GENERATOR_VERSION, "seed": seed, "index": index},
     }
     return text, rec
+
+
+def dump_gold(gold: dict[str, Any]) -> str:
+    """JSON with one line per record: compact, and a changed note changes one line of the diff."""
+    body = ",\n".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False, separators=(',', ':'))}" for k, v in gold.items())
+    return "{\n" + body + "\n}\n"
 
 
 def generate(out: Path, n: int = N_NOTES, seed: int = SEED) -> dict[str, Any]:
@@ -1609,7 +1614,7 @@ def generate(out: Path, n: int = N_NOTES, seed: int = SEED) -> dict[str, Any]:
         name = f"g{i:04d}.txt"
         (notes / name).write_text(text, encoding="utf-8")
         gold[name] = rec
-    (out / "gold.json").write_text(json.dumps(gold, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "gold.json").write_text(dump_gold(gold), encoding="utf-8")
     return gold
 
 
