@@ -1044,20 +1044,17 @@ def _amounts(note: _Note, f: Facts) -> None:
     doses = [i.units for i in f.injections if i.units is not None]
     if doses:
         f.sum_units = float(sum(doses))
+    prod_segs = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None}
+    product_dose = next((d for d in allowed if d["ctx"]["segment"] in prod_segs and d["start"] not in note.used_doses), None)
     if f.stated_total is not None:
         f.administered_units, f.administered_source = f.stated_total, "stated_total"
-    elif f.sum_units is not None:
+    elif f.sum_units is not None and (product_dose is None or f.sum_units >= product_dose["total_units"]):
         f.administered_units, f.administered_source = f.sum_units, "sum_of_muscles"
         f.administered_evidence = [i.evidence for i in f.injections if i.units is not None]
     else:
-        prod_segs = {
-            a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None
-        }
-        for d in allowed:
-            if d["ctx"]["segment"] in prod_segs:
-                f.administered_units, f.administered_source = float(d["total_units"]), "product_dose"
-                f.administered_evidence = [_ev(text, d)]
-                break
+        if product_dose is not None:  # "Botox 20u to L face today" beats a partial per-muscle sum
+            f.administered_units, f.administered_source = float(product_dose["total_units"]), "product_dose"
+            f.administered_evidence = [_ev(text, product_dose)]
         else:
             # doses given without a muscle in their sentence ("2.5 units in 0.1 mL was injected")
             injected = {g for g in {d["ctx"]["segment"] for d in allowed} if _INJECTED.search(note.seg_text(g))}
