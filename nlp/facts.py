@@ -200,12 +200,13 @@ _CONNECT_BEFORE = re.compile(
     r"(?:(?:each|evenly|equally)\s+)?(?:in|into|to|at|for|within|across|throughout|per)\s+"
     r"(?:the\s+|each\s+|both\s+|bilateral\s+)?(?:(?:left|right|bilateral|lt\.?|rt\.?|l|r|b/l)\s+)?"
     r"(?:(?:upper|lower|medial|lateral|long|short|mid|middle|deep|superficial)\s+)?(?:head\s+of\s+(?:the\s+)?)?"
-    r"|\s*[:(\-–]?\s*",
+    r"|\s*[:(\-–]?\s*(?:(?:left|right|[LR]|lt|rt|bilateral|b/l)\.?\s+)?",
     re.IGNORECASE,
 )
 _CONNECT_AFTER = re.compile(
     r"(?:\s*(?:muscles?|m\.|mm\.|heads?|bilaterally|bilateral|each side|on the (?:left|right)|\((?:[LRB]|left|right|bilat(?:eral)?)\)|[LRB]|left|right))*"
     r"\s*(?:[:=\-–|,]|\(|\bwith\b|\breceived\b|\bwas injected with\b|\binjected with\b|\bx\b|@)?\s*(?:[\w\s|]{0,12}?\|\s*)?"
+    r"(?:dose\s*[:=]?\s*)?"
     r"(?:approximately\s+|approx\.?\s+|about\s+|a total of\s+)?",
     re.IGNORECASE,
 )
@@ -492,6 +493,12 @@ def _bare_dose(note: _Note, m: dict[str, Any], limit: int) -> float | None:
     text = note.text
     bm = _BARE.match(text, m["end"], min(limit, m["end"] + 40))
     if bm is None:
+        line_end = text.find("\n", m["end"])
+        row = text[m["end"] : line_end if line_end >= 0 else len(text)]
+        if "|" in row:  # "| OO | L | 25 |": the row's one number is the dose
+            nums = re.findall(r"\|\s*(\d+(?:\.\d+)?)\s*(?:u|units?)?\s*(?=\||$)", row, re.IGNORECASE)
+            if len(nums) == 1 and 0 < float(nums[0]) <= 2000:
+                return float(nums[0])
         return None
     line_start = text.rfind("\n", 0, m["start"]) + 1
     line_end = text.find("\n", m["end"])

@@ -3,6 +3,7 @@ accuracy/coverage curve and the routing threshold."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,12 +72,26 @@ def coverage_curve(y: Sequence[int], p: Sequence[float]) -> list[dict[str, float
     return out
 
 
-def choose_threshold(y: Sequence[int], p: Sequence[float], target: float = 0.98) -> float:
+def wilson_lower(right: int, n: int, z: float) -> float:
+    """One-sided Wilson score lower bound of a proportion (``z`` = 1.2816 for 90 %; 0 gives the point estimate)."""
+    if n == 0:
+        return 0.0
+    p = right / n
+    if z <= 0:
+        return p
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return centre - half
+
+
+def choose_threshold(y: Sequence[int], p: Sequence[float], target: float = 0.98, z: float = 0.0) -> float:
     """The lowest threshold whose auto-routed set (confidence ≥ threshold) is right at least ``target`` of the
-    time; 1.0 when no threshold reaches it."""
+    time — by the point estimate (``z`` = 0) or by a one-sided Wilson lower bound (``z`` > 0), which leaves a
+    margin for the sampling error of a small dev split; 1.0 when no threshold reaches it."""
     best = None
     for pt in coverage_curve(y, p):
-        if pt["accuracy"] >= target:
+        if wilson_lower(round(pt["accuracy"] * pt["n"]), int(pt["n"]), z) >= target:
             best = pt["threshold"]
     return 1.0 if best is None else float(best)
 

@@ -1,6 +1,6 @@
 """Template generator: synthetic botulinum-toxin procedure notes with gold claims (issue 3).
 
-``python -m nlp.training.generate [--n 600] [--seed 20260321] [--out training_data/generated]``
+``python -m nlp.training.generate [--n 1000] [--seed 20260321] [--out training_data/generated]``
 
 Writes ``notes/gNNNN.txt`` and ``gold.json`` (the format of ``training_data/README.md``) under ``--out``.
 The output is a pure function of ``--n`` and ``--seed``: every note draws from its own
