@@ -315,26 +315,21 @@ class Scanner:
                         else:
                             self.short.add(lit)
 
+    @functools.cached_property
+    def _candidates(self) -> re.Pattern[str]:
+        """Word starts whose first letters can begin a match (a trie, scanned in C)."""
+        words = sorted(self.prefixes | self.short)
+        return re.compile(r"(?<![A-Za-z0-9])(?:" + trie_regex(words) + r")|[;\[]", re.IGNORECASE)
+
     def finditer(self, text: str) -> list[re.Match[str]]:
         if self.full_scan:
             return list(self.regex.finditer(text))
         out = []
         last_end = -1
-        low = text.lower() if len(text.lower()) == len(text) else None
-        if low is None:
-            return list(self.regex.finditer(text))
-        prefixes, short = self.prefixes, self.short
         match = self.regex.match
-        for w in self._WORD_START.finditer(text):
+        for w in self._candidates.finditer(text):
             pos = w.start()
             if pos < last_end:
-                continue
-            if (
-                low[pos] not in ";["
-                and low[pos : pos + 3] not in prefixes
-                and low[pos : pos + 2] not in short
-                and low[pos] not in short
-            ):
                 continue
             m = match(text, pos)
             if m is not None and m.end() > m.start():

@@ -7,14 +7,18 @@ import bisect
 from spacy.attrs import IDX
 from spacy.tokens import Doc, Span
 
+MENTIONS = "btx_mentions"
+
 
 def ensure_extensions() -> None:
     """Register the ``._`` attributes the components use (idempotent)."""
     if not Span.has_extension("btx"):
         Span.set_extension("btx", default=None)
-    for name in ("btx_segments", "btx_sections", "btx_section_cats", "btx_facts", "btx_mentions"):
+    for name in ("btx_segments", "btx_sections", "btx_section_cats", "btx_facts"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
+    if not Doc.has_extension("btx_mentions"):
+        Doc.set_extension("btx_mentions", getter=lambda doc: doc.user_data.get(MENTIONS, []))
 
 
 ensure_extensions()
@@ -48,9 +52,8 @@ def add_mention(doc: Doc, spans: list[Span], start: int, end: int, label: str, a
     attrs = dict(attrs)
     text = doc_text(doc)
     attrs.update(label=label, start=start, end=end, text=text[start:end])
-    if doc._.btx_mentions is None:
-        doc._.btx_mentions = []
-    doc._.btx_mentions.append(attrs)
+    # kept in user_data directly: every ``doc._`` access builds a new accessor object
+    doc.user_data.setdefault(MENTIONS, []).append(attrs)
     spans.append(span)
 
 

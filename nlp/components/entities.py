@@ -11,7 +11,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import add_mention, doc_text, ensure_extensions
+from nlp.components.base import MENTIONS, add_mention, doc_text, ensure_extensions
 
 # codes a note may list: CPT (5 digits), HCPCS (letter + 4 digits), ICD-10-CM, ICD-9-CM
 _CPT = re.compile(
@@ -88,7 +88,7 @@ class EntityTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
-        doc._.btx_mentions = []
+        doc.user_data[MENTIONS] = []
         doc.spans[self.spans_key] = find_entities(doc)
         return doc
 
