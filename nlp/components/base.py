@@ -8,6 +8,8 @@ from spacy.attrs import IDX
 from spacy.tokens import Doc, Span
 
 MENTIONS = "btx_mentions"
+# cues that only steer other decisions get no Span of their own (Spans cost more than the mention)
+_NO_SPAN = frozenset({"TOTAL_CUE", "VOLUME", "CONC", "NOWASTE", "REMAINDER_WASTED", "CODE", "DATE"})
 
 
 def ensure_extensions() -> None:
@@ -46,15 +48,20 @@ def make_span(doc: Doc, start: int, end: int, label: str) -> Span | None:
 def add_mention(doc: Doc, spans: list[Span], start: int, end: int, label: str, attrs: dict) -> None:
     """Record a mention: a labelled span in the span group plus its attribute dict in
     ``doc._.btx_mentions`` (exact character offsets; spans sharing tokens keep separate attributes)."""
-    span = make_span(doc, start, end, label)
-    if span is None:
+    span = None
+    if label not in _NO_SPAN:
+        span = make_span(doc, start, end, label)
+        if span is None:
+            return
+    elif end <= start:
         return
     attrs = dict(attrs)
     text = doc_text(doc)
     attrs.update(label=label, start=start, end=end, text=text[start:end])
     # kept in user_data directly: every ``doc._`` access builds a new accessor object
     doc.user_data.setdefault(MENTIONS, []).append(attrs)
-    spans.append(span)
+    if span is not None:
+        spans.append(span)
 
 
 def doc_text(doc: Doc) -> str:

@@ -188,9 +188,11 @@ def _windows(lower: str, keys: tuple[str, ...], before: int = 140, after: int = 
     pattern needs one of its keywords, so the regex engine only runs near them)."""
     raw = []
     for kw in keys:
+        short = len(kw) <= 3 and kw.isalpha()  # "cc", "ml", "jw": only as words, not inside "occasional"
         i = lower.find(kw)
         while i >= 0:
-            raw.append((max(0, i - before), min(len(lower), i + len(kw) + after)))
+            if not (short and i > 0 and lower[i - 1].isalpha()):
+                raw.append((max(0, i - before), min(len(lower), i + len(kw) + after)))
             i = lower.find(kw, i + 1)
     raw.sort()
     merged: list[tuple[int, int]] = []
