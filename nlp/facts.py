@@ -180,6 +180,24 @@ _INJECT_CUE = re.compile(
     r"|\bdose|\bsites?\b",
     re.IGNORECASE,
 )
+_CUE_WORDS = (
+    "inject",
+    "chemodenervat",
+    "infiltrat",
+    "administ",
+    "treated",
+    "unit",
+    "btx",
+    "botox",
+    "toxin",
+    "dysport",
+    "xeomin",
+    "myobloc",
+    "daxxify",
+    "dose",
+    "site",
+)
+_DIGIT_U = re.compile(r"\d\s*[uU]\b")
 _PERFORMED = re.compile(
     r"\b(?:was|were|been)\s+(?:injected|administered|performed|given|treated|completed|done)\b|\binjected\b|\bperformed\b"
     r"|\badministered\b|\btoday\b",
@@ -330,7 +348,10 @@ class _Note:
         if not hasattr(self, "_cues"):
             self._cues: dict[int, bool] = {}
         if i not in self._cues:
-            self._cues[i] = bool(_INJECT_CUE.search(self.seg_text(i)))
+            seg = self.seg_text(i)
+            low = seg.lower()
+            # literal keywords first (str.find is far cheaper than the regex); the regex decides the rest
+            self._cues[i] = any(k in low for k in _CUE_WORDS) and bool(_INJECT_CUE.search(seg)) or bool(_DIGIT_U.search(seg))
         return self._cues[i]
 
     def seg_text(self, i: int) -> str:
@@ -830,7 +851,10 @@ _SKIN_SITE = re.compile(r"\b(?:forehead|scalp|hairline|face|craniofacial|brow)\b
 def _sweat_sites(note: _Note, f: Facts) -> None:
     """Sweat-gland sites count only in a hyperhidrosis note; there, a named skin area (forehead, scalp)
     injected intradermally is a site of its own."""
-    sweat = bool(_SWEAT_CONTEXT.search(note.text))
+    low = note.text.lower()
+    sweat = any(k in low for k in ("hyperhidros", "hyperhydros", "sweat", "starch", "minor", "intradermal")) and bool(
+        _SWEAT_CONTEXT.search(note.text)
+    )
     if not sweat:
         dropped = [i for i in f.injections if i.region in _SWEAT_REGIONS]
         f.excluded.extend(Excluded("MUSCLE", i.evidence.text, "not a hyperhidrosis note", i.evidence.start) for i in dropped)
