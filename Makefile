@@ -5,15 +5,18 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
-STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --quiet --disable-pip-version-check
+# extras installed into .venv, e.g. EXTRAS=dev,spark (.ci/run adds spark when java is there); one stamp per set
+EXTRAS ?= dev
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 PYTEST_ARGS ?=
 # the real-world notes live next to the repository (override with MTSAMPLES=... or BTXCODE_SHARED=...)
 MTSAMPLES ?= $(firstword $(wildcard $(BTXCODE_SHARED)/realworld/mtsamples ../shared/realworld/mtsamples \
                                     shared/realworld/mtsamples))
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv venv run test lint gold eval bench clean
+.PHONY: help .venv venv run test lint gold eval bench train clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z. ]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml
 	  { echo "btxcode needs Python >= 3.11: run make with PY=python3.11 (or newer)" >&2; exit 1; }
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV) || { rm -rf $(VENV); \
 	  echo "'$(PY) -m venv' failed; on Debian/Ubuntu install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
-	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev]'
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[$(EXTRAS)]'
 	@touch $@
 
 run: $(STAMP) ## set up, then serve the coder page + APIs on http://127.0.0.1:8000 (state in BTXCODE_HOME, default ./var)
@@ -52,6 +55,10 @@ eval: $(STAMP) ## score the MTSamples reference (codes stripped, DOS from refere
 bench: $(STAMP) ## throughput benchmark vs bare spaCy and default medspaCy (bench/run.py; installs the bench extra)
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev,bench]'
 	$(PYTHON) -m bench.run
+
+train: $(STAMP) ## regenerate training_data/generated and retrain models/confidence (writes the routing threshold)
+	$(PYTHON) -m nlp.training.generate
+	$(PYTHON) -m nlp.training.train_confidence train
 
 clean: ## remove .venv and build/test caches
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

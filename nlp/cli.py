@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -77,56 +76,62 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def _read_jsonl(fh: TextIO) -> Iterator[NoteInput]:
-    for n, line in enumerate(fh, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            yield NoteInput(text="", id=f"line-{n}", error=("BAD_JSON", f"line {n} is not a JSON object: {exc}"))
-            continue
-        yield NoteInput(
-            text=rec.get("text") if isinstance(rec.get("text"), str) else "",
-            id=rec.get("id", f"line-{n}"),
-            date_of_service=rec.get("date_of_service"),
-            payer=rec.get("payer"),
-        )
+    """NoteInputs from a JSONL file (kept for callers of the old name; the reader is nlp.batch.io.read_jsonl)."""
+    from nlp.batch.io import read_jsonl
+
+    return read_jsonl(fh)
+
+
+def _run_batch_command(func: Any, args: argparse.Namespace, command: str) -> int:
+    """Run ``func(args)`` (nlp.batch); print a clear one-line error instead of a traceback."""
+    from nlp.batch import BatchError, ExtraMissing, InputFormatError
+
+    try:
+        func(args)
+    except InputError as exc:
+        print(f"btxcode {command}: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except (BatchError, ExtraMissing, InputFormatError) as exc:
+        print(f"btxcode {command}: {exc}", file=sys.stderr)
+        return 130 if str(exc).startswith("interrupted") else 2
+    return 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    engine = _engine(args.payer)
-    fin = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
-    fout = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    show = sys.stderr.isatty() and not args.quiet
-    start = time.perf_counter()
-    n = errors = 0
-    try:
-        for result in engine.suggest_many(_read_jsonl(fin)):
-            n += 1
-            errors += bool(result.get("error"))
-            fout.write(json.dumps(result, ensure_ascii=False) + "\n")
-            if show and n % 25 == 0:
-                rate = n / max(time.perf_counter() - start, 1e-9)
-                sys.stderr.write(f"\r{n} notes  {rate:.0f} notes/s  {errors} errors")
-                sys.stderr.flush()
-    finally:
-        if fin is not sys.stdin:
-            fin.close()
-        if fout is not sys.stdout:
-            fout.close()
-    if show:
-        sys.stderr.write("\n")
-    print(f"btxcode batch: {n} notes, {errors} errors, {time.perf_counter() - start:.1f}s", file=sys.stderr)
-    return 0
+    from nlp.batch.runner import run_batch
+
+    def run(a: argparse.Namespace) -> None:
+        run_batch(
+            a.input,
+            a.output,
+            workers=a.workers,
+            chunk_size=a.chunk_size,
+            resume=a.resume,
+            input_format=a.input_format,
+            output_format=a.format,
+            payer=a.payer,
+            today=parse_dos(a.today) if a.today else None,
+            progress=False if a.quiet else None,
+        )
+
+    return _run_batch_command(run, args, "batch")
+
+
+def cmd_spark(args: argparse.Namespace) -> int:
+    from nlp.batch.spark import run_spark
+
+    return _run_batch_command(run_spark, args, "spark")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from nlp.evaluate import evaluate
 
     engine = _engine(args.payer)
-    report, _ = evaluate(engine, Path(args.gold), Path(args.notes_dir), split=args.split, strip_codes=args.strip_codes)
+    report, results = evaluate(engine, Path(args.gold), Path(args.notes_dir), split=args.split, strip_codes=args.strip_codes)
+    if args.calibration_report:
+        from nlp.scoring.report import attach_calibration
+
+        print(attach_calibration(report, results, args.gold, args.calibration_report), file=sys.stderr)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.format == "json":
@@ -157,12 +162,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("json", "text"), default="text")
     s.add_argument("--id", default=None, help="id to put in the result")
     s.set_defaults(func=cmd_suggest)
-    b = sub.add_parser("batch", help="code a JSONL file of {id, text, date_of_service?} (- for stdin/stdout)")
-    b.add_argument("input")
-    b.add_argument("output")
+    b = sub.add_parser("batch", help="code many notes: JSONL, CSV or Parquet in and out (- for stdin/stdout JSONL)")
+    b.add_argument("input", help="notes: .jsonl (id, text, date_of_service?, payer?), .csv (same columns) or .parquet")
+    b.add_argument("output", help="results: .jsonl (result objects), .csv or .parquet (id, flattened fields, result JSON)")
     b.add_argument("--payer", default="medicare")
-    b.add_argument("--quiet", action="store_true")
+    b.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU; 1: in this process)")
+    b.add_argument("--chunk-size", dest="chunk_size", type=int, default=250, help="notes per chunk (default 250)")
+    b.add_argument("--resume", action="store_true", help="continue an interrupted run into the same OUT")
+    b.add_argument("--format", choices=("jsonl", "csv", "parquet"), default=None, help="output format (default: from OUT)")
+    b.add_argument(
+        "--input-format",
+        dest="input_format",
+        choices=("jsonl", "csv", "parquet"),
+        default=None,
+        help="input format (default: from IN)",
+    )
+    b.add_argument("--today", default=None, help="YYYY-MM-DD to assume when neither record nor note gives a date")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_batch)
+    k = sub.add_parser("spark", help="code notes with PySpark (needs the spark extra): IN/OUT .jsonl, .csv or .parquet")
+    k.add_argument("input", help="notes (file or directory): .jsonl, .csv or .parquet with id, text, date_of_service?, payer?")
+    k.add_argument(
+        "output", help="result directory: .parquet or .csv (id, flattened fields, result JSON), .jsonl (result objects)"
+    )
+    k.add_argument("--master", default=None, help="Spark master (default: local[*], or the one spark-submit gives)")
+    k.add_argument("--payer", default="medicare")
+    k.add_argument("--partitions", type=int, default=None, help="input partitions (default: 4 per core)")
+    k.add_argument("--format", choices=("jsonl", "csv", "parquet"), default=None, help="output format (default: from OUT)")
+    k.add_argument("--input-format", dest="input_format", choices=("jsonl", "csv", "parquet"), default=None)
+    k.add_argument("--today", default=None, help="YYYY-MM-DD to assume when neither record nor note gives a date")
+    k.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    k.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark configuration")
+    k.set_defaults(func=cmd_spark)
     e = sub.add_parser("eval", help="score against a reference file (reference.json format)")
     e.add_argument("gold")
     e.add_argument("notes_dir")
@@ -172,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("json", "text"), default="text")
     e.add_argument("--out", help="write the JSON report here")
     e.add_argument("-v", "--verbose", action="store_true")
+    e.add_argument(
+        "--calibration-report",
+        metavar="DIR",
+        help="write Brier/ECE, a reliability diagram and the accuracy/coverage curve (PNG) to DIR",
+    )
     e.set_defaults(func=cmd_eval)
     from service.cli import add_service_commands  # serve, keys, feedback (imports nothing heavy)
 

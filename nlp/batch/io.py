@@ -112,7 +112,7 @@ def _safe_id(value: Any) -> Any:
     return value
 
 
-def note_from_record(rec: dict[str, Any], default_id: str) -> NoteInput:
+def note_from_record(rec: dict[str, Any], default_id: str | None) -> NoteInput:
     """One input record (a dict with id/text/date_of_service/payer) as a NoteInput (``error`` set if unusable)."""
     note_id = _safe_id(rec["id"]) if "id" in rec and _clean(rec["id"]) is not None else default_id
     text = rec.get("text")
@@ -273,7 +273,9 @@ class ParquetSource(Source):
         names = list(self._pf.schema_arrow.names)
         by_lower = {n.lower(): n for n in names}
         if "text" not in by_lower:
-            raise InputFormatError(f"{path}: Parquet input needs a 'text' column (columns: {', '.join(INPUT_COLUMNS)}); found {names[:8]!r}")
+            raise InputFormatError(
+                f"{path}: Parquet input needs a 'text' column (columns: {', '.join(INPUT_COLUMNS)}); found {names[:8]!r}"
+            )
         self._cols = {c: by_lower[c] for c in INPUT_COLUMNS if c in by_lower}
         self.total = self._pf.metadata.num_rows
         self.done = 0
@@ -289,7 +291,8 @@ class ParquetSource(Source):
                 yield note_from_record({c: v[i] for c, v in cols.items()}, f"row-{n}")
 
     def close(self) -> None:
-        self._pf.close() if hasattr(self._pf, "close") else None
+        if hasattr(self._pf, "close"):
+            self._pf.close()
 
 
 def open_source(path: str, fmt: str) -> Source:
@@ -347,6 +350,7 @@ def encode(result: dict[str, Any]) -> dict[str, Any]:
     """A flat row plus what the summary counts (``_codes``: the code of each line)."""
     row = flatten(result)
     row["_codes"] = [str(ln.get("code")) for ln in result.get("lines") or ()]
+    row["_versions"] = result.get("versions")
     return row
 
 
@@ -527,18 +531,20 @@ class ParquetSink(Sink):
 
     def finish(self) -> None:
         self._close_segment()
+        if len(self.segments) == 1:  # the usual case: one rename, no copy
+            os.replace(self._parts / self.segments[0], self._path)
+            shutil.rmtree(self._parts, ignore_errors=True)
+            return
         tmp = self._path.with_name(self._path.name + ".tmp")
-        if len(self.segments) == 1:
-            os.replace(self._parts / self.segments[0], tmp)
-        else:
-            with self._pq.ParquetWriter(tmp, self._schema) as writer:
-                for name in self.segments:
-                    pf = self._pq.ParquetFile(self._parts / name)
-                    for i in range(pf.num_row_groups):
-                        writer.write_table(pf.read_row_group(i))
-                    pf.close() if hasattr(pf, "close") else None
-                if not self.segments:
-                    writer.write_table(self._schema.empty_table())
+        with self._pq.ParquetWriter(tmp, self._schema) as writer:  # several segments (a resumed run): stream them
+            for name in self.segments:
+                pf = self._pq.ParquetFile(self._parts / name)
+                for i in range(pf.num_row_groups):
+                    writer.write_table(pf.read_row_group(i))
+                if hasattr(pf, "close"):
+                    pf.close()
+            if not self.segments:
+                writer.write_table(self._schema.empty_table())
         os.replace(tmp, self._path)
         shutil.rmtree(self._parts, ignore_errors=True)
 
@@ -587,7 +593,9 @@ def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> Iterat
             with f.open(encoding="utf-8", newline="") as fh:
                 for rec in csv.DictReader(fh):
                     row: dict[str, Any] = {c: (rec.get(c) or None) for c in FLAT_COLUMNS}
-                    row["codes"], row["diagnoses"], row["warnings"] = (rec.get(c) or "" for c in ("codes", "diagnoses", "warnings"))
+                    row["codes"], row["diagnoses"], row["warnings"] = (
+                        rec.get(c) or "" for c in ("codes", "diagnoses", "warnings")
+                    )
                     row["confidence"] = None if row["confidence"] is None else float(row["confidence"])
                     yield row
     else:

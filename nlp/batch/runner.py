@@ -29,14 +29,13 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from nlp.batch.io import (
     ExtraMissing,
     InputFormatError,
-    Sink,
     Source,
     encode,
     infer_format,
@@ -112,6 +111,9 @@ class Summary:
         self.warnings_by_code: Counter[str] = Counter(saved.get("warnings_by_code") or {})
         self.codes: Counter[str] = Counter(saved.get("codes") or {})
         self.routed: Counter[str] = Counter(saved.get("routed") or {})
+        self.versions: dict[str, Any] | None = saved.get("versions")
+        self.versions_before: dict[str, Any] | None = saved.get("versions_before")
+        self.changed = False  # engine/tables/model versions differ from the rows written before a resume
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         for r in rows:
@@ -124,6 +126,12 @@ class Summary:
             if r["warnings"]:
                 self.warnings_by_code.update(r["warnings"].split())
             self.routed[r["route"] or "none"] += 1
+            v = r.get("_versions")
+            if v:
+                if self.versions is None:
+                    self.versions = v
+                elif v != self.versions and self.versions_before is None:
+                    self.versions_before, self.versions, self.changed = self.versions, v, True
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -134,11 +142,11 @@ class Summary:
             "errors_by_code": dict(self.errors_by_code.most_common()),
             "warnings": sum(self.warnings_by_code.values()),
             "warnings_by_code": dict(self.warnings_by_code.most_common()),
-            "routed": {k: self.routed.get(k, 0) for k in ("auto", "review")} | {
-                k: v for k, v in self.routed.items() if k not in ("auto", "review")
-            },
+            "routed": {k: self.routed.get(k, 0) for k in ("auto", "review")}
+            | {k: v for k, v in self.routed.items() if k not in ("auto", "review")},
             "codes": dict(sorted(self.codes.items())),
-        }
+            "versions": self.versions,
+        } | ({"versions_before": self.versions_before} if self.versions_before else {})
 
 
 def _hms(seconds: float) -> str:
@@ -147,7 +155,9 @@ def _hms(seconds: float) -> str:
 
 
 class Progress:
-    """One ``\\r`` line on stderr: notes, percent and bar when the input size is known, rate, ETA, errors."""
+    """One ``\\r`` line on stderr: notes, percent and bar when the input size is known, rate, ETA, errors.
+
+    Rate and ETA are measured from the first finished chunk on, so engine start-up does not skew them."""
 
     def __init__(self, stream: TextIO | None, source: Source, notes0: int, every: float = 0.25):
         self.stream = stream
@@ -155,18 +165,23 @@ class Progress:
         self.every = every
         self.t0 = time.perf_counter()
         self.notes0 = notes0
-        self.pos0 = source.done
+        self._mark: tuple[float, int, int] | None = None  # (time, notes, position) at the first update
         self._last = 0.0
 
     def update(self, notes: int, errors: int, pos: int, final: bool = False) -> None:
         if self.stream is None:
             return
         now = time.perf_counter()
+        if self._mark is None:
+            self._mark = (now, notes, pos)
         if not final and now - self._last < self.every:
             return
         self._last = now
-        elapsed = max(now - self.t0, 1e-9)
-        rate = (notes - self.notes0) / elapsed
+        t_mark, notes_mark, pos_mark = self._mark
+        if final or notes <= notes_mark:
+            rate = (notes - self.notes0) / max(now - self.t0, 1e-9)
+        else:
+            rate = (notes - notes_mark) / max(now - t_mark, 1e-9)
         parts = [f"{notes:,} notes"]
         total = self.source.total
         if total:
@@ -174,13 +189,13 @@ class Progress:
             width = 24
             fill = int(frac * width)
             parts.append(f"{frac * 100:5.1f}% |{'#' * fill}{'.' * (width - fill)}|")
-            unit_rate = (pos - self.pos0) / elapsed
-            if unit_rate > 0 and not final:
+            if not final and pos > pos_mark:
+                unit_rate = (pos - pos_mark) / max(now - t_mark, 1e-9)
                 parts.append(f"ETA {_hms((total - pos) / unit_rate)}")
         parts.append(f"{rate:,.0f} notes/s")
         parts.append(f"{errors:,} errors")
         if final:
-            parts.append(f"in {_hms(elapsed)}")
+            parts.append(f"in {_hms(now - self.t0)}")
         self.stream.write("\r" + "  ".join(parts) + "\033[K")
         if final:
             self.stream.write("\n")
@@ -196,7 +211,8 @@ def format_summary(summary: dict[str, Any], summary_path: str | None = None, com
         f"{summary.get('elapsed_s', 0):.1f}s ({summary.get('notes_per_s', 0):,.1f} notes/s"
         + (f", {summary['workers']} workers" if summary.get("workers") else "")
         + f") -> {summary.get('output')}",
-        f"  lines {summary['lines']:,}  coded {summary['coded']:,}  errors {summary['errors']:,}" + (f" ({errs})" if errs else ""),
+        f"  lines {summary['lines']:,}  coded {summary['coded']:,}  errors {summary['errors']:,}"
+        + (f" ({errs})" if errs else ""),
         "  routed " + "  ".join(f"{k} {v:,}" for k, v in routed.items()),
     ]
     if summary["warnings_by_code"]:
@@ -215,7 +231,7 @@ def format_summary(summary: dict[str, Any], summary_path: str | None = None, com
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1)
+        json.dump(data, fh, ensure_ascii=False, indent=1, default=str)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -306,8 +322,9 @@ def run_batch(
                 raise BatchError(f"the interrupted run wrote {state.get('output_format')}, not {out_fmt}")
             if state.get("payer") != payer:
                 raise BatchError(f"the interrupted run used --payer {state.get('payer')}, not {payer}")
-            if not Path(out).exists():
-                raise BatchError(f"{out} is gone; run again without --resume")
+            written = Path(f"{out}.parts") if out_fmt == "parquet" else Path(out)
+            if not written.exists():
+                raise BatchError(f"{written} is gone; run again without --resume")
         elif summary_file and Path(summary_file).is_file() and Path(out).exists():
             done = json.loads(Path(summary_file).read_text(encoding="utf-8"))
             if done.get("complete"):
@@ -337,11 +354,11 @@ def run_batch(
         raise
 
     summary = Summary(state.get("summary") if state else None)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     show = progress if progress is not None else (err.isatty() if hasattr(err, "isatty") else False)
     bar = Progress(err if show else None, source, summary.notes)
     t0 = time.perf_counter()
-    committed = {"rows": summary.notes, "last_id": state.get("last_id") if state else None}
+    committed_rows = summary.notes
     base = {
         "version": MARKER_VERSION,
         "input": str(Path(inp).resolve()) if inp != "-" else "-",
@@ -350,19 +367,24 @@ def run_batch(
         "today": today.isoformat(),
     }
 
-    def commit(rows: list[dict[str, Any]], notes: list[NoteInput], pos: int) -> None:
+    def commit(rows: list[dict[str, Any]], last_id: Any, pos: int) -> None:
+        """Write one finished chunk; after a durable checkpoint, record it in the progress marker."""
+        nonlocal committed_rows
         sink.write(rows)
         summary.add(rows)
-        ck = sink.checkpoint()
-        if notes:
-            committed["pending_last"] = notes[-1].id
-        if ck is not None and marker is not None:
-            committed["rows"] = summary.notes
-            committed["last_id"] = committed.get("pending_last")
-            _write_json_atomic(
-                marker,
-                base | {"rows_done": summary.notes, "last_id": committed["last_id"], "sink": ck, "summary": summary.counts()},
+        if summary.changed:
+            summary.changed = False
+            err.write(
+                f"\nbtxcode batch: warning: the engine, tables or model changed since the interrupted run "
+                f"({summary.versions_before} -> {summary.versions}); rows before and after the resume differ in version\n"
             )
+        ck = sink.checkpoint()
+        if ck is not None and marker is not None:
+            # everything written so far is durable, up to and including ``last_id``
+            _write_json_atomic(
+                marker, base | {"rows_done": summary.notes, "last_id": last_id, "sink": ck, "summary": summary.counts()}
+            )
+            committed_rows = summary.notes
         bar.update(summary.notes, summary.errors, pos)
 
     chunks = _chunks(source, chunk_size)
@@ -377,9 +399,11 @@ def run_batch(
     interrupted = False
     try:
         if n_workers == 1:
-            engine = engine_factory() if engine_factory is not None else load_engine_for(payer, model_dir)
+            engine = None  # loaded with the first chunk (an empty input needs none)
             for notes, pos in chunks:
-                commit(code_chunk(engine, notes, today), notes, pos)
+                if engine is None:
+                    engine = engine_factory() if engine_factory is not None else load_engine_for(payer, model_dir)
+                commit(code_chunk(engine, notes, today), notes[-1].id, pos)
         else:
             _run_pool(chunks, n_workers, payer, model_dir, today, commit)
     except KeyboardInterrupt:
@@ -393,7 +417,7 @@ def run_batch(
         source.close()
         if show:
             err.write("\n")
-        hint = f"; {committed['rows']:,} notes are safe, rerun with --resume to continue" if marker else ""
+        hint = f"; {committed_rows:,} notes are safe, rerun with --resume to continue" if marker else ""
         raise BatchError(f"interrupted{hint}")
 
     sink.finish()
@@ -415,7 +439,7 @@ def run_batch(
         "elapsed_s": round(elapsed, 3),
         "notes_per_s": round((summary.notes - skipped) / elapsed, 2) if elapsed > 0 else None,
         "started_at": started,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if summary_file:
         _write_json_atomic(Path(summary_file), result)
@@ -433,7 +457,7 @@ def _run_pool(
     payer: str,
     model_dir: str | None,
     today: date,
-    commit: Callable[[list[dict[str, Any]], list[NoteInput], int], None],
+    commit: Callable[[list[dict[str, Any]], Any, int], None],
 ) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -441,20 +465,20 @@ def _run_pool(
 
     ctx = mp.get_context("spawn")  # a clean interpreter per worker; each loads one engine once
     max_inflight = 2 * n_workers + 1
-    pending: deque[tuple[Any, list[NoteInput], int]] = deque()
+    pending: deque[tuple[Any, Any, int]] = deque()  # (future, id of the chunk's last note, source position)
     ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker, initargs=(payer, model_dir))
     try:
 
         def drain_one() -> None:
-            fut, notes, pos = pending.popleft()
+            fut, last_id, pos = pending.popleft()
             try:
                 rows = fut.result()
             except BrokenProcessPool as exc:
                 raise BatchError(f"a worker process died ({exc}); rerun with --resume to continue") from None
-            commit(rows, notes, pos)
+            commit(rows, last_id, pos)
 
         for notes, pos in chunks:
-            pending.append((ex.submit(_work, notes, today), notes, pos))
+            pending.append((ex.submit(_work, notes, today), notes[-1].id, pos))
             while len(pending) >= max_inflight:
                 drain_one()
         while pending:
