@@ -658,7 +658,7 @@ def _injections(note: _Note, f: Facts) -> None:
     prev: dict[str, Any] | None = None
     seen: dict[tuple[str, str | None], int] = {}
     toxin_segments = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab)}
-    block_cue = _block_cues(note)
+    block_cue: dict[int, int | None] | None = None  # computed only when a muscle's own sentence has no cue
     regions_in_note = {r for m in mentions for r in m["regions"] if len(m["ids"]) == 1}
     for idx, m in enumerate(mentions):
         nxt = mentions[idx + 1] if idx + 1 < len(mentions) else None
@@ -670,7 +670,12 @@ def _injections(note: _Note, f: Facts) -> None:
         if reason is None and _LANDMARK.match(text[m["end"] : m["end"] + 25]):
             reason = "landmark"
         if reason is None:
-            head = block_cue.get(seg)
+            if note.has_cue(seg):
+                head: int | None = seg
+            else:
+                if block_cue is None:
+                    block_cue = _block_cues(note)
+                head = block_cue.get(seg)
             has_toxin = seg in toxin_segments or note.seg_has(seg, "DOSE")
             other_agent = any(x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(seg, ()))
             if head is not None and head != seg and not has_toxin:
