@@ -35,11 +35,15 @@ def line_key(code: str, mods: Iterable[str], units: int) -> str:
     return code + "".join(f"-{x}" for x in mods) + f"x{units}"
 
 
-def _normalise(pred: list[dict[str, Any]], required: list[tuple[str, tuple[str, ...], int]], optional: set[str]) -> Counter[str]:
-    """Predicted line keys, with RT/LT dropped on codes whose reference lines carry no side."""
+def normalised_groups(
+    pred: list[dict[str, Any]], required: list[tuple[str, tuple[str, ...], int]], optional: set[str]
+) -> tuple[Counter[tuple[str, tuple[str, ...]]], dict[tuple[str, tuple[str, ...]], list[int]]]:
+    """Predicted units per (code, modifiers), with RT/LT dropped on codes whose reference lines carry no
+    side and optional codes left out; and which predicted lines fell into each group."""
     sided_codes = {c for c, mods, _ in required if SIDES & set(mods)}
     units: Counter[tuple[str, tuple[str, ...]]] = Counter()
-    for ln in pred:
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for k, ln in enumerate(pred):
         code = ln["code"]
         if code in optional:
             continue
@@ -47,6 +51,13 @@ def _normalise(pred: list[dict[str, Any]], required: list[tuple[str, tuple[str, 
         if code not in sided_codes:
             mods = tuple(m for m in mods if m not in SIDES)
         units[(code, mods)] += int(ln["units"])
+        groups.setdefault((code, mods), []).append(k)
+    return units, groups
+
+
+def _normalise(pred: list[dict[str, Any]], required: list[tuple[str, tuple[str, ...], int]], optional: set[str]) -> Counter[str]:
+    """Predicted line keys, normalised as :func:`normalised_groups` says."""
+    units, _ = normalised_groups(pred, required, optional)
     return Counter(line_key(c, m, u) for (c, m), u in units.items())
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from nlp.evaluate import SIDES, line_key, parse_line, score_note
+from nlp.evaluate import line_key, normalised_groups, parse_line, score_note
 
 
 def _alt_labels(pred: list[dict[str, Any]], alt: list[str]) -> tuple[list[int], int, int, int]:
@@ -19,18 +19,7 @@ def _alt_labels(pred: list[dict[str, Any]], alt: list[str]) -> tuple[list[int], 
     required = [(c, m, u) for opt, c, m, u in parsed if not opt and u is not None]
     optional = {c for opt, c, _, _ in parsed if opt}
     gold = Counter(line_key(c, m, u) for c, m, u in required)
-    sided = {c for c, mods, _ in required if SIDES & set(mods)}
-    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-    units: Counter[tuple[str, tuple[str, ...]]] = Counter()
-    for k, ln in enumerate(pred):
-        code = ln["code"]
-        if code in optional:
-            continue
-        mods = tuple(ln["modifiers"])
-        if code not in sided:
-            mods = tuple(m for m in mods if m not in SIDES)
-        groups.setdefault((code, mods), []).append(k)
-        units[(code, mods)] += int(ln["units"])
+    units, groups = normalised_groups(pred, required, optional)
     labels = [1] * len(pred)
     keys = Counter()
     for g, idx in groups.items():
