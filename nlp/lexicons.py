@@ -190,10 +190,8 @@ def split_alternatives(pattern: str) -> list[str]:
 _LEAD = re.compile(r"^(?:\\b|\(\?<![^)]*\))+")
 
 
-def _expand_leading_group(body: str) -> list[str]:
-    """``(?:ab|cd)ef`` → [``abef``, ``cdef``] when the leading group is not quantified; else [body]."""
-    if not body.startswith("(?:"):
-        return [body]
+def _split_leading_group(body: str) -> tuple[str, str]:
+    """``(?:ab|cd)ef`` → (``ab|cd``, ``ef``): the inside of a leading non-capturing group and the rest."""
     depth, i = 0, 0
     while i < len(body):
         if body[i] == "\\":
@@ -206,7 +204,14 @@ def _expand_leading_group(body: str) -> list[str]:
             if depth == 0:
                 break
         i += 1
-    inner, rest = body[3:i], body[i + 1 :]
+    return body[3:i], body[i + 1 :]
+
+
+def _expand_leading_group(body: str) -> list[str]:
+    """``(?:ab|cd)ef`` → [``abef``, ``cdef``] when the leading group is not quantified; else [body]."""
+    if not body.startswith("(?:"):
+        return [body]
+    inner, rest = _split_leading_group(body)
     if rest[:1] in ("?", "*", "+", "{"):
         return [body]
     return [alt + rest for alt in split_alternatives(inner)]
@@ -267,19 +272,7 @@ def _literal_prefix(body: str) -> str:
 def _leading_options(body: str) -> list[str]:
     """Bodies to take literal prefixes from: ``(?:a |b )?rest`` may start with "a", "b" or "rest"."""
     if body.startswith("(?:"):
-        depth, i = 0, 0
-        while i < len(body):
-            if body[i] == "\\":
-                i += 2
-                continue
-            if body[i] == "(":
-                depth += 1
-            elif body[i] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            i += 1
-        inner, rest = body[3:i], body[i + 1 :]
+        inner, rest = _split_leading_group(body)
         if rest[:1] == "?":
             return [*split_alternatives(inner), rest[1:]]
         return split_alternatives(inner)
