@@ -19,7 +19,9 @@ from nlp.facts import Facts, facts_from_doc
 from nlp.loaders import profile, tables_digest
 from nlp.mapping.claim import map_claim
 from nlp.mapping.diagnoses import code_system
+from nlp.mapping.model import Claim
 from nlp.pipeline import build_nlp
+from nlp.scoring.model import score_batch
 
 SCHEMA_VERSION = "1.0"
 MAX_NOTE_BYTES = 200_000
@@ -146,15 +148,32 @@ class Engine:
                 except KeyError as exc:
                     yield item, None, error_result(item.id, "BAD_PAYER", str(exc.args[0]))
 
+        scorer = self.scorer
+        pending: list[dict[str, Any]] = []
+        to_score: list[tuple[dict[str, Any], Facts, Claim, dict[str, Any]]] = []
         for doc in self.nlp.pipe(texts(), batch_size=batch_size):
             item, text, err = prepared.popleft()
             if err is not None:
-                yield err
-                continue
-            facts = facts_from_doc(doc)
-            yield self._result(item, text or "", facts, today or date.today())
+                pending.append(err)
+            else:
+                facts = facts_from_doc(doc)
+                result, claim, prof = self._result(item, text or "", facts, today or date.today())
+                pending.append(result)
+                if scorer is not None:
+                    to_score.append((result, facts, claim, prof))
+            if len(pending) >= batch_size:
+                # the notes of one nlp.pipe batch are scored together, then yielded in input order
+                if to_score:
+                    score_batch(scorer, to_score)
+                    to_score = []
+                yield from pending
+                pending = []
+        if to_score:
+            score_batch(scorer, to_score)
+        yield from pending
 
-    def _result(self, item: NoteInput, text: str, facts: Facts, today: date) -> dict[str, Any]:
+    def _result(self, item: NoteInput, text: str, facts: Facts, today: date) -> tuple[dict[str, Any], Claim, dict[str, Any]]:
+        """The result object of one note (not yet scored), its claim and its payer profile."""
         payer = item.payer or self.default_payer
         prof = profile(payer)
         options = tuple(prof["options"])
@@ -170,10 +189,11 @@ class Engine:
             and not _day_month_swapped(given, facts.date_of_service)
         ):
             claim.warn("DOS_CONFLICT", given=given.isoformat(), noted=facts.date_of_service.isoformat())
+        dos_iso = dos.isoformat()
         result: dict[str, Any] = {
             "id": item.id,
             "schema_version": SCHEMA_VERSION,
-            "date_of_service": dos.isoformat(),
+            "date_of_service": dos_iso,
             "date_of_service_source": "given" if given else ("note" if facts.date_of_service else "today"),
             "code_set": {"procedures": f"CPT/HCPCS {dos.year}", "diagnoses": code_system(dos)},
             "payer": prof["name"],
@@ -186,9 +206,7 @@ class Engine:
             "versions": self.versions,
             "note_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         }
-        if self.scorer is not None:
-            self.scorer.score(result, facts, claim, prof)
-        return result
+        return result, claim, prof
 
 
 def _day_month_swapped(a: date, b: date) -> bool:

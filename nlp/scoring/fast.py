@@ -162,7 +162,7 @@ def _append(
     names: set[str] | None = None,
 ) -> None:
     """Append the (flat position, value) pairs of ``row`` under the column map ``cols`` (only the features
-    in ``names``, when given)."""
+    in ``names``, when given). The reference encoder; :class:`CompiledSet` uses precompiled lookups."""
     for k, v in row.items():
         if names is not None and k not in names:
             continue
@@ -191,8 +191,68 @@ def _append(
                     val.append(vv)
 
 
+# One feature name's columns: (numeric columns, {string value: columns}). A name maps to columns of one
+# kind (a row encoder) or of several kinds at once (the note-level encoder shared by all kinds).
+_Enc = dict[str, tuple[tuple[int, ...], dict[str, tuple[int, ...]]]]
+
+
+def _encoder(columns: dict[str, int], sep: str, off: int, into: _Enc | None = None) -> _Enc:
+    """Column lookups by feature name and value (``name=value`` split at the first separator), with the
+    columns shifted by ``off``; added to ``into`` when given."""
+    enc: _Enc = {} if into is None else into
+    for col, c in columns.items():
+        name, has_sep, value = col.partition(sep)
+        nums, strs = enc.get(name, ((), {}))
+        if has_sep:
+            strs[value] = (*strs.get(value, ()), off + c)
+        else:
+            nums = (*nums, off + c)
+        enc[name] = (nums, strs)
+    return enc
+
+
+def _encode(
+    row: dict[str, Any],
+    enc: _Enc,
+    fallback: list[tuple[dict[str, int], str, int]],
+    base: int,
+    pos: list[int],
+    val: list[float],
+) -> None:
+    """:func:`_append` through precompiled lookups: the same (position, value) pairs, in the same order."""
+    get = enc.get
+    for k, v in row.items():
+        e = get(k)
+        if e is None:
+            continue
+        t = type(v)
+        if t is str:
+            cs = e[1].get(v)
+            if cs is not None:
+                for c in cs:
+                    pos.append(base + c)
+                    val.append(1.0)
+        elif t in _NUMBER:
+            for c in e[0]:
+                pos.append(base + c)
+                val.append(v)
+        elif t in _SEQ:
+            strs = e[1]
+            if strs:
+                for vv in v:
+                    cs = strs.get(vv if type(vv) is str else f"{vv}")
+                    if cs is not None:
+                        for c in cs:
+                            pos.append(base + c)
+                            val.append(1.0)
+        else:
+            for cols, sep, off in fallback:
+                _append({k: v}, cols, sep, base + off, pos, val)
+
+
 class CompiledSet:
-    """Several compiled models evaluated together: one matrix and one tree walk for all rows of a note."""
+    """Several compiled models evaluated together: one matrix and one tree walk for all rows of a note,
+    or of many notes (:meth:`predict_notes`)."""
 
     def __init__(self, models: dict[str, CompiledModel]):
         import numpy as np
@@ -224,48 +284,82 @@ class CompiledSet:
         self.roots = {k: np.concatenate([r, np.full(width - len(r), dummy, dtype=np.intp)]) for k, r in roots.items()}
         self.width = col_off
         self.depth = max(m.depth for m in models.values())
+        # precompiled encoders: one per kind (its own block of columns), and one for the note-level
+        # features that fills the blocks of every kind at once
+        self.enc = {k: _encoder(m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
+        self.fallback = {k: [(m.columns, m.sep, self.col_off[k])] for k, m in models.items()}
+        self.enc_all: _Enc = {}
+        for k, m in models.items():
+            _encoder(m.columns, m.sep, self.col_off[k], self.enc_all)
+        self.fallback_all = [f for k in self.kinds for f in self.fallback[k]]
+        self.kind_ix = {k: i for i, k in enumerate(self.kinds)}
+        self.root_mat = np.stack([self.roots[k] for k in self.kinds])
+        self.init = [models[k].init for k in self.kinds]
+        self.cal = [models[k].calibrators for k in self.kinds]
+
+    def _walk(
+        self,
+        n_shared: int,
+        spos: list[int],
+        sval: list[float],
+        shared_of_row: list[int],
+        kind_of_row: list[int],
+        pos: list[int],
+        val: list[float],
+    ) -> list[float]:
+        """Decision function of each row: row ``i`` is its own encoded part plus shared vector
+        ``shared_of_row[i]`` (the two never fill the same column), evaluated with the trees of kind
+        ``kind_of_row[i]``."""
+        import numpy as np
+
+        W, r = self.width, len(kind_of_row)
+        # summed in float64 like DictVectorizer, then float32 like the trees
+        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=r * W).reshape(r, W)
+        if spos:
+            S = np.bincount(
+                np.asarray(spos, dtype=np.intp), weights=np.asarray(sval, dtype=np.float64), minlength=n_shared * W
+            ).reshape(n_shared, W)
+            X += S[np.asarray(shared_of_row, dtype=np.intp)]
+        X = X.astype(np.float32).ravel()
+        idx = self.root_mat[np.asarray(kind_of_row, dtype=np.intp)]
+        rowbase = (np.arange(r, dtype=np.intp) * W)[:, None]
+        feat, thr, left, right = self.feat, self.thr, self.left, self.right
+        for _ in range(self.depth):
+            go = X[rowbase + feat[idx]] <= thr[idx]
+            idx = np.where(go, left[idx], right[idx])
+        raw: list[float] = self.value[idx].sum(axis=1).tolist()
+        init = self.init
+        return [v + init[k] for v, k in zip(raw, kind_of_row, strict=True)]
 
     def raw(self, common: dict[str, dict[str, Any]], parts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         """Decision function of every row, by kind. Row ``i`` of kind ``k`` is ``{**common[k], **parts[k][i]}``
         (the keys of the two must not overlap); the shared part is encoded once per kind."""
-        import numpy as np
-
+        W = self.width
         pos: list[int] = []
         val: list[float] = []
+        spos: list[int] = []
+        sval: list[float] = []
+        shared_of_row: list[int] = []
+        kind_of_row: list[int] = []
         order: list[str] = []
-        shared: list[tuple[int, int, list[int], list[float]]] = []  # (first row, last row + 1, columns, values)
-        W = self.width
-        r = 0
+        n_shared = 0
         for kind in self.kinds:
             rows = parts.get(kind) or []
             if not rows:
                 continue
-            m, off = self.models[kind], self.col_off[kind]
-            spos: list[int] = []
-            sval: list[float] = []
-            _append(common.get(kind) or {}, m.columns, m.sep, off, spos, sval, m.names)
-            shared.append((r, r + len(rows), spos, sval))
+            enc, fb, ki = self.enc[kind], self.fallback[kind], self.kind_ix[kind]
+            _encode(common.get(kind) or {}, enc, fb, n_shared * W, spos, sval)
             for row in rows:
-                _append(row, m.columns, m.sep, r * W + off, pos, val, m.names)
+                _encode(row, enc, fb, len(kind_of_row) * W, pos, val)
+                shared_of_row.append(n_shared)
+                kind_of_row.append(ki)
                 order.append(kind)
-                r += 1
-        if not r:
+            n_shared += 1
+        if not kind_of_row:
             return {}
-        # summed in float64 like DictVectorizer, then float32 like the trees
-        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=r * W).reshape(r, W)
-        for lo, hi, spos, sval in shared:
-            if spos:
-                X[lo:hi] += np.bincount(np.asarray(spos, dtype=np.intp), weights=np.asarray(sval, dtype=np.float64), minlength=W)
-        X = X.astype(np.float32)
-        idx = np.stack([self.roots[k] for k in order])
-        rix = np.arange(r)[:, None]
-        for _ in range(self.depth):
-            go = X[rix, self.feat[idx]] <= self.thr[idx]
-            idx = np.where(go, self.left[idx], self.right[idx])
-        raw = self.value[idx].sum(axis=1).tolist()
         out: dict[str, Any] = {}
-        for k, v in zip(order, raw, strict=True):
-            out.setdefault(k, []).append(v + self.models[k].init)
+        for k, v in zip(order, self._walk(n_shared, spos, sval, shared_of_row, kind_of_row, pos, val), strict=True):
+            out.setdefault(k, []).append(v)
         return out
 
     def predict(self, common: dict[str, dict[str, Any]], parts: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
@@ -273,8 +367,54 @@ class CompiledSet:
         out: dict[str, list[float]] = {}
         for kind, raws in self.raw(common, parts).items():
             cal = self.models[kind].calibrators
-            out[kind] = [sum(_expit(-(a * f + b)) for a, b in cal) / len(cal) for f in raws]
+            out[kind] = [_calibrate(cal, f) for f in raws]
         return out
+
+    def predict_notes(self, notes: list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]) -> list[dict[str, list[float]]]:
+        """Calibrated probabilities by kind for many notes in one tree walk. Each note is ``(note, parts)``:
+        row ``i`` of kind ``k`` is ``{**note, **parts[k][i]}`` — the same numbers as
+        ``predict(dict.fromkeys(kinds, note), parts)`` note by note."""
+        W = self.width
+        pos: list[int] = []
+        val: list[float] = []
+        spos: list[int] = []
+        sval: list[float] = []
+        shared_of_row: list[int] = []
+        kind_of_row: list[int] = []
+        enc_all, fb_all = self.enc_all, self.fallback_all
+        kinds = [(k, self.enc[k], self.fallback[k], self.kind_ix[k]) for k in self.kinds]
+        counts: list[list[int]] = []
+        for n, (note, parts) in enumerate(notes):
+            _encode(note, enc_all, fb_all, n * W, spos, sval)
+            cnt = []
+            for kind, enc, fb, ki in kinds:
+                rows = parts.get(kind) or ()
+                cnt.append(len(rows))
+                for row in rows:
+                    _encode(row, enc, fb, len(kind_of_row) * W, pos, val)
+                    shared_of_row.append(n)
+                    kind_of_row.append(ki)
+            counts.append(cnt)
+        out: list[dict[str, list[float]]] = []
+        if not kind_of_row:
+            return [{} for _ in notes]
+        raws = self._walk(len(notes), spos, sval, shared_of_row, kind_of_row, pos, val)
+        cal = self.cal
+        i = 0
+        for cnt in counts:
+            res: dict[str, list[float]] = {}
+            for ki, c in enumerate(cnt):
+                if c:
+                    cc = cal[ki]
+                    res[self.kinds[ki]] = [_calibrate(cc, f) for f in raws[i : i + c]]
+                    i += c
+            out.append(res)
+        return out
+
+
+def _calibrate(cal: list[tuple[float, float]], f: float) -> float:
+    """The mean of the sigmoid calibrators' probabilities for decision value ``f``."""
+    return sum(_expit(-(a * f + b)) for a, b in cal) / len(cal)
 
 
 def _expit(v: float) -> float:

@@ -127,16 +127,36 @@ class ConfidenceScorer:
     def predict(self, facts: Any, claim: Any, result: dict[str, Any]) -> tuple[list[float], list[float], float]:
         """(line confidences, diagnosis confidences, claim confidence) for one note: every row of the note is
         evaluated in one batch (one call per kind on the scikit-learn path)."""
-        note, parts = note_parts(facts, claim, result)
         if self.fast is not None:
-            p = self.fast.predict(dict.fromkeys(KINDS, note), parts)
-            r = {k: [round(v, 4) for v in p.get(k, [])] for k in KINDS}
-            return r["line"], r["dx"], r["claim"][0]
+            return self._predict_fast([note_parts(facts, claim, result)])[0]
+        note, parts = note_parts(facts, claim, result)
         rows = {k: [{**note, **x} for x in parts[k]] for k in KINDS}
         return self._proba("line", rows["line"]), self._proba("dx", rows["dx"]), self._proba("claim", rows["claim"])[0]
 
+    def _predict_fast(self, notes: list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]) -> list[Any]:
+        """:meth:`predict` of many notes (``note_parts`` of each) in one compiled evaluation."""
+        out = []
+        for p in self.fast.predict_notes(notes):
+            line, dx = p.get("line", ()), p.get("dx", ())
+            out.append(([round(v, 4) for v in line], [round(v, 4) for v in dx], round(p["claim"][0], 4)))
+        return out
+
     def score(self, result: dict[str, Any], facts: Any, claim: Any, prof: dict[str, Any]) -> None:
-        lines, dxs, conf = self.predict(facts, claim, result)
+        self._fill(result, self.predict(facts, claim, result), prof)
+
+    def score_many(self, items: list[tuple[dict[str, Any], Any, Any, dict[str, Any]]]) -> None:
+        """:meth:`score` for many notes ``(result, facts, claim, prof)``: one compiled evaluation for all their
+        rows (the same numbers as note by note)."""
+        if self.fast is None:
+            for item in items:
+                self.score(*item)
+            return
+        preds = self._predict_fast([note_parts(facts, claim, result) for result, facts, claim, _ in items])
+        for (result, _, _, prof), pred in zip(items, preds, strict=True):
+            self._fill(result, pred, prof)
+
+    def _fill(self, result: dict[str, Any], pred: tuple[list[float], list[float], float], prof: dict[str, Any]) -> None:
+        lines, dxs, conf = pred
         for ln, c in zip(result["lines"], lines, strict=True):
             ln["confidence"] = c
         for d, c in zip(result["diagnoses"], dxs, strict=True):
@@ -144,6 +164,17 @@ class ConfidenceScorer:
         result["confidence"] = conf
         threshold = float((prof.get("routing") or {}).get("auto_threshold", self.default_threshold))
         result["route"] = "auto" if conf >= threshold else "review"
+
+
+def score_batch(scorer: Any, items: list[tuple[dict[str, Any], Any, Any, dict[str, Any]]]) -> None:
+    """Score many notes ``(result, facts, claim, prof)`` with ``scorer``: in one batch when it has
+    ``score_many``, else note by note with its ``score``."""
+    many = getattr(scorer, "score_many", None)
+    if many is not None:
+        many(items)
+    else:
+        for item in items:
+            scorer.score(*item)
 
 
 def _compile(models: dict[str, Any], check_rows: dict[str, list[dict[str, Any]]]) -> Any:
