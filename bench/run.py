@@ -48,7 +48,6 @@ LABELS = {
 }
 
 
-
 class Lat:
     """Per-note wall and CPU seconds: the gap between consecutive results of a stream. CPU time is the
     process's (``time.process_time``), so it does not count time the OS gave to other processes."""
@@ -96,8 +95,12 @@ def batch_reader() -> Callable[[io.TextIOBase], Iterator[Any]]:
             for n, line in enumerate(fh, start=1):
                 if line.strip():
                     rec = json.loads(line)
-                    yield NoteInput(text=rec.get("text", ""), id=rec.get("id", f"line-{n}"),
-                                    date_of_service=rec.get("date_of_service"), payer=rec.get("payer"))
+                    yield NoteInput(
+                        text=rec.get("text", ""),
+                        id=rec.get("id", f"line-{n}"),
+                        date_of_service=rec.get("date_of_service"),
+                        payer=rec.get("payer"),
+                    )
 
         return read
 
@@ -240,8 +243,10 @@ def git_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": git("rev-parse", "--short", "HEAD") or None,
-            "dirty_paths_in_nlp": len(git("status", "--porcelain", "--", "nlp").splitlines())}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "dirty_paths_in_nlp": len(git("status", "--porcelain", "--", "nlp").splitlines()),
+    }
 
 
 def machine_info() -> dict[str, Any]:
@@ -372,18 +377,19 @@ def run_benchmark(args: argparse.Namespace, records: list[dict], corpus: dict[st
 
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
     for rep in range(args.reps):
-        order = paths[rep % len(paths):] + paths[: rep % len(paths)]  # rotate so no path always goes first
+        order = paths[rep % len(paths) :] + paths[: rep % len(paths)]  # rotate so no path always goes first
         for p in order:
             r = timed_run(runners[p], notes[p])
             runs[p].append(r)
-            log(f"rep {rep + 1}/{args.reps}  {p:<8} {r['notes']:>5} notes  {r['wall_s']:7.2f} s  "
-                f"{r['notes'] / r['wall_s']:8.1f} notes/s")
+            log(
+                f"rep {rep + 1}/{args.reps}  {p:<8} {r['notes']:>5} notes  {r['wall_s']:7.2f} s  "
+                f"{r['notes'] / r['wall_s']:8.1f} notes/s"
+            )
 
     out: dict[str, Any] = {"paths": {}}
     for p in paths:
         s = summarise(runs[p], notes[p])
-        s.update(label=LABELS[p], load_s=round(runners[p].load_s, 3), first_20_notes_s=round(warm[p], 3),
-                 **runners[p].last)
+        s.update(label=LABELS[p], load_s=round(runners[p].load_s, 3), first_20_notes_s=round(warm[p], 3), **runners[p].last)
         out["paths"][p] = s
     if "medspacy" in runners:
         mp = out["paths"]["medspacy"]
@@ -421,14 +427,17 @@ def run_benchmark(args: argparse.Namespace, records: list[dict], corpus: dict[st
         ratios["medspacy_over_bare"] = ratio("medspacy", "bare", "cpu")
     out["ratios"] = ratios
     eob = ratios["engine_over_bare"]
+    # one engine runs on one core: its CPU time per note is the per-core rate
+    out["engine_notes_per_s_per_core"] = round(1000 / out["paths"]["engine"]["cpu_ms_per_note_mean"], 1)
     out["targets"] = {
         "issue2_engine_over_bare_max": TARGETS["engine_over_bare_issue2"],
         "issue2_engine_over_bare_met": eob <= TARGETS["engine_over_bare_issue2"],
         "issue5_engine_over_bare_max": TARGETS["engine_over_bare_issue5"],
         "issue5_engine_over_bare_met": eob <= TARGETS["engine_over_bare_issue5"],
         "issue2_medspacy_over_engine_min": TARGETS["medspacy_over_engine_min"],
-        "issue2_medspacy_over_engine_met": (ratios["medspacy_over_engine"] >= TARGETS["medspacy_over_engine_min"]
-                                            if "medspacy_over_engine" in ratios else None),
+        "issue2_medspacy_over_engine_met": (
+            ratios["medspacy_over_engine"] >= TARGETS["medspacy_over_engine_min"] if "medspacy_over_engine" in ratios else None
+        ),
     }
     if skipped:
         out["medspacy_skipped"] = skipped
@@ -458,10 +467,24 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
         p = res["paths"].get(key)
         if not p:
             continue
-        name = {"bare": 'bare spacy.blank("en")', "engine": "btxcode engine (batch path)",
-                "medspacy": "medspaCy default" + (" (subset)" if p.get("subset_of_corpus") else "")}[key]
-        rows.append((name, str(p["notes"]), f"{p['notes_per_s']:.1f}", f"{p['ms_per_note_mean']:.2f}",
-                     f"{p['cpu_ms_per_note_mean']:.2f}", f"{p['ms_p50']:.2f}", f"{p['ms_p95']:.2f}", f"{p['ms_p99']:.2f}", _fmt_mem(p)))
+        name = {
+            "bare": 'bare spacy.blank("en")',
+            "engine": "btxcode engine (batch path)",
+            "medspacy": "medspaCy default" + (" (subset)" if p.get("subset_of_corpus") else ""),
+        }[key]
+        rows.append(
+            (
+                name,
+                str(p["notes"]),
+                f"{p['notes_per_s']:.1f}",
+                f"{p['ms_per_note_mean']:.2f}",
+                f"{p['cpu_ms_per_note_mean']:.2f}",
+                f"{p['ms_p50']:.2f}",
+                f"{p['ms_p95']:.2f}",
+                f"{p['ms_p99']:.2f}",
+                _fmt_mem(p),
+            )
+        )
     return rows
 
 
@@ -471,14 +494,18 @@ def ratio_lines(res: dict[str, Any]) -> list[str]:
     def ok(flag: bool | None) -> str:
         return "n/a" if flag is None else ("met" if flag else "NOT met")
 
-    lines = [f"engine / bare tokenisation = {r['engine_over_bare']:.2f}x CPU time ({r['engine_over_bare_wall']:.2f}x wall): "
-             f"issue 2 target <= {t['issue2_engine_over_bare_max']:g}x {ok(t['issue2_engine_over_bare_met'])}; "
-             f"issue 5 target <= {t['issue5_engine_over_bare_max']:g}x {ok(t['issue5_engine_over_bare_met'])}"]
+    lines = [
+        f"engine / bare tokenisation = {r['engine_over_bare']:.2f}x CPU time ({r['engine_over_bare_wall']:.2f}x wall): "
+        f"issue 2 target <= {t['issue2_engine_over_bare_max']:g}x {ok(t['issue2_engine_over_bare_met'])}; "
+        f"issue 5 target <= {t['issue5_engine_over_bare_max']:g}x {ok(t['issue5_engine_over_bare_met'])}"
+    ]
     if "medspacy_over_engine" in r:
-        lines.append(f"medspaCy / engine = {r['medspacy_over_engine']:.2f}x CPU time ({r['medspacy_over_engine_wall']:.2f}x wall)"
-                     f" on the same {res['paths']['medspacy']['notes']} notes: issue 2 target >= "
-                     f"{t['issue2_medspacy_over_engine_min']:g}x {ok(t['issue2_medspacy_over_engine_met'])}; "
-                     f"medspaCy / bare = {r['medspacy_over_bare']:.1f}x")
+        lines.append(
+            f"medspaCy / engine = {r['medspacy_over_engine']:.2f}x CPU time ({r['medspacy_over_engine_wall']:.2f}x wall)"
+            f" on the same {res['paths']['medspacy']['notes']} notes: issue 2 target >= "
+            f"{t['issue2_medspacy_over_engine_min']:g}x {ok(t['issue2_medspacy_over_engine_met'])}; "
+            f"medspaCy / bare = {r['medspacy_over_bare']:.1f}x"
+        )
     return lines
 
 
@@ -493,37 +520,119 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 def markdown(res: dict[str, Any]) -> str:
     rows = table_rows(res)
     mi, c = res["machine"], res["corpus"]
-    out = [f"<!-- generated by `python -m bench.run` at {res['finished_at']}; rerun to refresh -->",
-           "", "| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|"]
+    out = [
+        f"<!-- generated by `python -m bench.run` at {res['finished_at']}; rerun to refresh -->",
+        "",
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|",
+    ]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     out += ["", *[f"- {line}" for line in ratio_lines(res)]]
+    out.append(f"- engine notes/s per core (1000 / CPU ms per note, one process): {res['engine_notes_per_s_per_core']:.0f}")
+    if res.get("scale"):
+        out += ["", scale_markdown(res["scale"])]
+    if res.get("service"):
+        out += ["", res["service"]["markdown"]]
     mp = res["paths"].get("medspacy")
     ep = res["paths"]["engine"]
-    notes = [f"Engine: `btxcode batch` path (JSONL file in, `Engine.suggest_many`, `json.dumps` of each result to "
-             f"/dev/null), pipeline {ep.get('pipeline')}, confidence scorer {ep.get('scorer') or 'none'}.",
-             f"Corpus: {c['notes']} notes ({c['training_notes']} training + {c['mtsamples_notes']} MTSamples sources, "
-             f"cycled with seeded layout variation; {c['distinct_texts']} distinct texts, mean {c['chars_mean']:.0f} chars). "
-             f"{res['config']['reps']} interleaved repetitions. notes/s and ms/note: wall clock, median repetition; "
-             "CPU ms/note: process CPU time, median repetition; p50/p95/p99: wall-clock gap between consecutive "
-             "results of the stream, over every note of every repetition. Ratios compare CPU time per note, paired "
-             "within each repetition (median over repetitions), because other jobs share this machine; "
-             "wall-clock ratios are given too."]
+    notes = [
+        f"Engine: `btxcode batch` path (JSONL file in, `Engine.suggest_many`, `json.dumps` of each result to "
+        f"/dev/null), pipeline {ep.get('pipeline')}, confidence scorer {ep.get('scorer') or 'none'}.",
+        f"Corpus: {c['notes']} notes ({c['training_notes']} training + {c['mtsamples_notes']} MTSamples sources, "
+        f"cycled with seeded layout variation; {c['distinct_texts']} distinct texts, mean {c['chars_mean']:.0f} chars). "
+        f"{res['config']['reps']} interleaved repetitions. notes/s and ms/note: wall clock, median repetition; "
+        "CPU ms/note: process CPU time, median repetition; p50/p95/p99: wall-clock gap between consecutive "
+        "results of the stream, over every note of every repetition. Ratios compare CPU time per note, paired "
+        "within each repetition (median over repetitions), because other jobs share this machine; "
+        "wall-clock ratios are given too.",
+    ]
     if mp and mp.get("subset_of_corpus"):
-        notes.append(f"medspaCy ran on the first {mp['notes']} notes only (slow); its full-corpus time is extrapolated "
-                     f"(~{mp['extrapolated_full_corpus_s']:.0f} s) and the ratio uses the engine's time on the same notes. "
-                     f"Pipeline {mp['pipeline']} with its custom tokenizer; loguru default handler replaced by WARNING.")
-    notes.append("*peak MB: tracemalloc peak of Python-heap allocations (spaCy's cymem pools included) during one "
-                 "extra, untimed pass, above the heap at the start of the pass; models loaded before are not counted. "
-                 f"Process peak RSS (getrusage maxrss, all three pipelines loaded): {res['process_maxrss_mb']:.0f} MB.")
-    notes.append(f"Machine: {mi['cpu_count']} CPUs ({mi['cpu_model']}), Python {mi['python']}, spaCy {mi['spacy']}, "
-                 f"medspaCy {mi.get('medspacy')}; load average {mi['loadavg_start']} at start, {res['loadavg_end']} at end; "
-                 f"git {res['git']['commit']} ({res['git']['dirty_paths_in_nlp']} uncommitted paths in nlp/).")
+        notes.append(
+            f"medspaCy ran on the first {mp['notes']} notes only (slow); its full-corpus time is extrapolated "
+            f"(~{mp['extrapolated_full_corpus_s']:.0f} s) and the ratio uses the engine's time on the same notes. "
+            f"Pipeline {mp['pipeline']} with its custom tokenizer; loguru default handler replaced by WARNING."
+        )
+    notes.append(
+        "*peak MB: tracemalloc peak of Python-heap allocations (spaCy's cymem pools included) during one "
+        "extra, untimed pass, above the heap at the start of the pass; models loaded before are not counted. "
+        f"Process peak RSS (getrusage maxrss, all three pipelines loaded): {res['process_maxrss_mb']:.0f} MB."
+    )
+    notes.append(
+        f"Machine: {mi['cpu_count']} CPUs ({mi['cpu_model']}), Python {mi['python']}, spaCy {mi['spacy']}, "
+        f"medspaCy {mi.get('medspacy')}; load average {mi['loadavg_start']} at start, {res['loadavg_end']} at end; "
+        f"git {res['git']['commit']} ({res['git']['dirty_paths_in_nlp']} uncommitted paths in nlp/)."
+    )
     out += ["", *notes]
     if res.get("profile"):
         from bench.profiling import stages_markdown
 
         out += ["", stages_markdown(res["profile"])]
     return "\n".join(out) + "\n"
+
+
+def scale_markdown(sc: dict[str, Any]) -> str:
+    """The ``--scale`` figures (bench/scale.py) as a Markdown table."""
+    tp, mem = sc["throughput"], sc["memory"]
+    rows = [
+        "| `btxcode batch` | notes | wall s | notes/s end to end | notes/s steady | peak tree RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for w, r in tp["by_workers"].items():
+        big = r["large"]
+        rows.append(
+            f"| {w} worker{'s' if w != '1' else ''} | {big['notes']} | {big['wall_s']:.1f} | "
+            f"{r['end_to_end_notes_per_s']:.0f} | {r['steady_notes_per_s']:.0f} | {big['peak_tree_rss_mb']:.0f} |"
+        )
+    for r in mem["runs"]:
+        rows.append(
+            f"| {mem['workers']} workers, memory run | {r['notes']} | {r['wall_s']:.1f} | {r['notes_per_s']:.0f} | "
+            f"- | {r['peak_tree_rss_mb']:.0f} |"
+        )
+    lines = [
+        f"- 2 workers / 1 worker: {tp.get('speedup_2_over_1_steady', float('nan')):.2f}x steady, "
+        f"{tp.get('speedup_2_over_1_end_to_end', float('nan')):.2f}x end to end (issue 5 target >= 1.8x); "
+        f"outputs identical: {tp['outputs_identical_1_vs_2_workers']}",
+        f"- peak memory (summed RSS of the CLI and its workers): {mem['runs'][0]['notes']} notes "
+        f"{mem['runs'][0]['peak_tree_rss_mb']:.0f} MB, {mem['runs'][-1]['notes']} notes "
+        f"{mem['runs'][-1]['peak_tree_rss_mb']:.0f} MB: {mem['growth_largest_over_smallest'] * 100:+.1f} % "
+        "(issue 5 target: within 10 %)",
+        "Steady notes/s = (N - n) / (t_N - t_n) from a large and a small run, which cancels start-up "
+        f"(small run: {tp['base_notes']} notes). Real CLI in a child process (`python -m nlp.cli batch`, JSONL), "
+        "RSS sampled every 50 ms from /proc.",
+    ]
+    return "\n".join(rows + [""] + lines)
+
+
+def run_service(args: argparse.Namespace) -> dict[str, Any]:
+    """The service load test (service/loadtest.py) in a child process; its JSON and Markdown reports."""
+    with tempfile.TemporaryDirectory(prefix="btx-svc-") as d:
+        js, md = Path(d) / "svc.json", Path(d) / "svc.md"
+        cmd = [
+            sys.executable,
+            "-m",
+            "service.loadtest",
+            "--workers",
+            str(args.service_workers),
+            "--concurrency",
+            args.service_concurrency,
+            "--seconds",
+            str(args.service_seconds),
+            "--json-out",
+            str(js),
+            "--md-out",
+            str(md),
+        ]
+        if args.soak:
+            cmd += ["--soak", str(args.soak)]
+        log("service load: " + " ".join(cmd[1:]))
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if not js.is_file():
+            raise RuntimeError(f"service load test failed (exit {proc.returncode}): {proc.stdout[-2000:]}")
+        return {
+            "report": json.loads(js.read_text(encoding="utf-8")),
+            "markdown": md.read_text(encoding="utf-8"),
+            "exit_status": proc.returncode,
+        }
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -547,17 +656,46 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--notes", type=int, default=2000, help="corpus size (default 2000)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each path (default 3)")
-    ap.add_argument("--medspacy-notes", type=int, default=300,
-                    help="notes for medspaCy, the first N of the corpus (default 300; 0 skips medspaCy)")
-    ap.add_argument("--mem-notes", type=int, default=400,
-                    help="notes in the untimed tracemalloc pass for bare/engine, 50 for medspaCy (default 400; 0 skips)")
+    ap.add_argument(
+        "--medspacy-notes",
+        type=int,
+        default=300,
+        help="notes for medspaCy, the first N of the corpus (default 300; 0 skips medspaCy)",
+    )
+    ap.add_argument(
+        "--mem-notes",
+        type=int,
+        default=400,
+        help="notes in the untimed tracemalloc pass for bare/engine, 50 for medspaCy (default 400; 0 skips)",
+    )
     ap.add_argument("--seed", type=int, default=13, help="corpus variation seed")
-    ap.add_argument("--profile", action="store_true",
-                    help="also profile the engine: stage and component times, regex attribution, cProfile top 25")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile the engine: stage and component times, regex attribution, cProfile top 25",
+    )
     ap.add_argument("--profile-notes", type=int, default=400, help="notes for each profiling pass (default 400)")
     ap.add_argument("--no-bench", action="store_true", help="skip the timed comparison (with --profile)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    ap.add_argument(
+        "--scale",
+        action="store_true",
+        help="also run bench/scale.py: batch with 1 and 2 workers, peak memory at 10k and 100k notes (~4 min)",
+    )
+    ap.add_argument("--scale-notes", type=int, default=20000, help="notes for the 1 vs 2 worker runs (default 20000)")
+    ap.add_argument("--memory-notes", default="10000,100000", help="sizes for the memory runs (default 10000,100000)")
+    ap.add_argument(
+        "--service", action="store_true", help="also run the service load test (service/loadtest.py) at --service-concurrency"
+    )
+    ap.add_argument("--service-workers", type=int, default=2, help="uvicorn workers (default 2)")
+    ap.add_argument("--service-concurrency", default="8,32,64", help="client levels (default 8,32,64)")
+    ap.add_argument("--service-seconds", type=int, default=30, help="seconds per level (default 30)")
+    ap.add_argument("--soak", type=int, default=0, help="with --service: soak seconds at the middle level (600 in the issue)")
+    ap.add_argument("--all", action="store_true", help="--scale --service --soak 600 (about 20 min)")
     args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.all:
+        args.scale = args.service = True
+        args.soak = args.soak or 600
     if args.notes < 1 or args.reps < 1:
         ap.error("--notes and --reps must be >= 1")
     return args
@@ -597,6 +735,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         from bench.profiling import profile_markdown
 
         write_text(args.out / "profile.md", profile_markdown(prof))
+    if args.scale and not args.no_bench:
+        from bench.scale import run_scale
+
+        runners.clear()  # free the in-process pipelines before the child processes start
+        res["scale"] = run_scale(args.scale_notes, 1000, tuple(int(x) for x in args.memory_notes.split(",")))
+    if args.service and not args.no_bench:
+        res["service"] = run_service(args)
     res["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
     res["elapsed_s"] = round(time.perf_counter() - started, 1)
     if args.no_bench:
@@ -604,24 +749,37 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 0
 
     print()
-    print(f"btxcode benchmark: {corpus['notes']} notes, {args.reps} interleaved reps, "
-          f"{res['machine']['cpu_count']} CPUs, Python {res['machine']['python']}, spaCy {res['machine']['spacy']}")
+    print(
+        f"btxcode benchmark: {corpus['notes']} notes, {args.reps} interleaved reps, "
+        f"{res['machine']['cpu_count']} CPUs, Python {res['machine']['python']}, spaCy {res['machine']['spacy']}"
+    )
     print_table(table_rows(res))
     for line in ratio_lines(res):
         print(line)
     mp = res["paths"].get("medspacy")
     if mp and mp.get("subset_of_corpus"):
-        print(f"(medspaCy ran on the first {mp['notes']} of {corpus['notes']} notes; extrapolated full corpus "
-              f"~{mp['extrapolated_full_corpus_s']:.0f} s; ratio uses the engine's time on those same notes)")
+        print(
+            f"(medspaCy ran on the first {mp['notes']} of {corpus['notes']} notes; extrapolated full corpus "
+            f"~{mp['extrapolated_full_corpus_s']:.0f} s; ratio uses the engine's time on those same notes)"
+        )
     eng = res["paths"]["engine"]
-    print(f"engine: pipeline {eng['pipeline']}, confidence scorer {eng['scorer'] or 'none'}; "
-          f"{eng['claim_lines']} claim lines, {eng['errors']} error rows in the last rep; "
-          f"load {eng['load_s']:.2f} s, first 20 notes {eng['first_20_notes_s']:.2f} s")
+    print(
+        f"engine: pipeline {eng['pipeline']}, confidence scorer {eng['scorer'] or 'none'}; "
+        f"{eng['claim_lines']} claim lines, {eng['errors']} error rows in the last rep; "
+        f"load {eng['load_s']:.2f} s, first 20 notes {eng['first_20_notes_s']:.2f} s"
+    )
     if eng.get("memory"):
         mem = eng["memory"]
-        print(f"peak MB* = tracemalloc peak above the pass's start heap, untimed extra pass. engine peak after 1/4, 1/2, "
-              f"all notes: {mem['tracemalloc_peak_at_quarter_mb']}, {mem['tracemalloc_peak_at_half_mb']}, "
-              f"{mem['tracemalloc_peak_mb']} MB; process peak RSS (getrusage) {res['process_maxrss_mb']:.0f} MB")
+        print(
+            f"peak MB* = tracemalloc peak above the pass's start heap, untimed extra pass. engine peak after 1/4, 1/2, "
+            f"all notes: {mem['tracemalloc_peak_at_quarter_mb']}, {mem['tracemalloc_peak_at_half_mb']}, "
+            f"{mem['tracemalloc_peak_mb']} MB; process peak RSS (getrusage) {res['process_maxrss_mb']:.0f} MB"
+        )
+    print(f"engine notes/s per core: {res['engine_notes_per_s_per_core']:.0f}")
+    if res.get("scale"):
+        print(scale_markdown(res["scale"]))
+    if res.get("service"):
+        print(res["service"]["markdown"])
     print(f"load average start {res['machine']['loadavg_start']} end {res['loadavg_end']}; elapsed {res['elapsed_s']} s")
     write_json(args.out / "latest.json", res)
     write_text(args.out / "latest.md", markdown(res))
