@@ -16,10 +16,10 @@ feature's meaning changes without its name changing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-from collections import Counter
 from datetime import date
 from typing import Any
 
@@ -181,6 +181,7 @@ def _log(v: float | None) -> float:
     return math.log1p(max(0.0, float(v))) if v is not None else -1.0
 
 
+@functools.lru_cache(maxsize=1024)
 def _family(code: str) -> str:
     if code in ("64612", "64613", "64614"):
         return "chemo_classic"
@@ -203,6 +204,7 @@ def _family(code: str) -> str:
     return "other"
 
 
+@functools.lru_cache(maxsize=8192)
 def _match_kind(text: str, name: str) -> str:
     t = text.lower()
     n = name.lower().split(" (")[0]
@@ -214,26 +216,46 @@ def _match_kind(text: str, name: str) -> str:
 
 
 def _gaps(starts: list[int]) -> float:
+    """The largest distance between consecutive starts (0.0 for fewer than two)."""
+    if len(starts) < 2:
+        return 0.0
     s = sorted(starts)
-    return float(max((b - a for a, b in zip(s, s[1:], strict=False)), default=0))
+    best = 0
+    prev = s[0]
+    for x in s:
+        if x - prev > best:
+            best = x - prev
+        prev = x
+    return float(best)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _dos(result: dict[str, Any]) -> date | None:
-    try:
-        return date.fromisoformat(result.get("date_of_service") or "")
-    except ValueError:
-        return None
+    return _iso_date(result.get("date_of_service") or "")
+
+
+@functools.cache
+def _available_from(product: str) -> date | None:
+    from nlp import lexicons
+
+    row = lexicons.products().get(product)
+    return None if row is None else date.fromisoformat(row["available_from"])
 
 
 def _product_available(facts: Facts, dos: date | None) -> str:
     if facts.product is None or dos is None:
         return "na"
-    from nlp import lexicons
-
-    row = lexicons.products().get(facts.product)
-    if row is None:
+    start = _available_from(facts.product)
+    if start is None:
         return "unknown"
-    return "yes" if date.fromisoformat(row["available_from"]) <= dos else "no"
+    return "yes" if start <= dos else "no"
 
 
 def _reason(r: str) -> str:
@@ -243,14 +265,66 @@ def _reason(r: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # note level
 
+_ICD10_FROM = date(2015, 10, 1)
+_JZ_FROM = date(2023, 7, 1)
+_LR = ("L", "R")
+
 
 def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
     """Features of the whole note (shared by its lines, diagnoses and claim)."""
     dos = _dos(result)
     inj = facts.injections
-    warnings = [w["code"] for w in result.get("warnings", [])]
-    sev = Counter(w.get("severity", "") for w in result.get("warnings", []))
-    with_units = [i for i in inj if i.units is not None]
+    ws = result.get("warnings", [])
+    warnings = [w["code"] for w in ws]
+    n_err = n_warn = n_info = 0
+    for w in ws:
+        sv = w.get("severity", "")
+        if sv == "error":
+            n_err += 1
+        elif sv == "warning":
+            n_warn += 1
+        elif sv == "info":
+            n_info += 1
+    # one pass over the injections
+    n_inj = len(inj)
+    n_units = n_unknown = n_group = n_guided = 0
+    regions: set[str] = set()
+    left: set[str] = set()
+    right: set[str] = set()
+    region_sides: set[str] = set()
+    side_rules: list[str] = []
+    match_kinds: list[str] = []
+    inj_guidance: list[str] = []
+    starts: list[int] = []
+    first = last = 0
+    for i in inj:
+        if i.units is not None:
+            n_units += 1
+        region, side, ev, g = i.region, i.side, i.evidence, i.guidance
+        regions.add(region)
+        if side == "L":
+            left.add(i.muscle_id)
+        elif side == "R":
+            right.add(i.muscle_id)
+        else:
+            n_unknown += 1
+        if i.is_group:
+            n_group += 1
+        side_rules.append(i.side_rule)
+        match_kinds.append(_match_kind(ev.text, i.name))
+        start, end = ev.start, ev.end
+        if not starts:
+            first, last = start, end
+        else:
+            if start < first:
+                first = start
+            if end > last:
+                last = end
+        starts.append(start)
+        region_sides.add(f"{region}:{side or '?'}")
+        if g in ("emg", "estim"):
+            n_guided += 1
+        inj_guidance.append(g or "unset")
     st, su = facts.stated_total, facts.sum_units
     if st is not None and su is not None:
         total_vs_sum = "equal" if abs(st - su) < 0.51 else ("total_higher" if st > su else "total_lower")
@@ -264,27 +338,53 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
         waste_arith = "no_waste_stmt_full" if abs(admin - vial) < 1.0 else "no_waste_stmt"
     else:
         waste_arith = "unknown"
-    listed_proc = [c for c in facts.listed_codes if c.kind == "procedure"]
+    n_listed_proc = 0
+    for c in facts.listed_codes:
+        if c.kind == "procedure":
+            n_listed_proc += 1
+    excluded = facts.excluded
+    excluded_reasons: list[str] = []
+    n_ex_muscle = n_ex_product = 0
+    for x in excluded:
+        r = x.reason
+        excluded_reasons.append(r if len(r) <= 40 else r[:40])
+        if x.label == "MUSCLE":
+            n_ex_muscle += 1
+        elif x.label == "PRODUCT":
+            n_ex_product += 1
+    nerves = facts.nerves
+    n_nerves_unsided = 0
+    for n in nerves:
+        if n.side not in _LR:
+            n_nerves_unsided += 1
+    dxf = facts.diagnoses
+    n_dx_section = 0
+    dx_sections: set[str] = set()
+    for d in dxf:
+        if d.in_dx_section:
+            n_dx_section += 1
+        dx_sections.add(d.section)
+    guidance = facts.guidance
     year = dos.year if dos else 0
     return {
         "era": "2014+" if year >= 2014 else "2006-2013",
-        "icd": "10" if dos and dos >= date(2015, 10, 1) else "9",
+        "icd": "10" if dos and dos >= _ICD10_FROM else "9",
         "dos_source": result.get("date_of_service_source") or "unknown",
-        "year_bucket": "jz" if dos and dos >= date(2023, 7, 1) else ("jw" if year >= 2017 else "pre2017"),
-        "n_injections": len(inj),
-        "n_regions": len({i.region for i in inj}),
-        "regions": sorted({i.region for i in inj}),
-        "n_sides_unknown": sum(1 for i in inj if i.side not in ("L", "R")),
-        "n_sides_bilateral": len({i.muscle_id for i in inj if i.side == "L"} & {i.muscle_id for i in inj if i.side == "R"}),
-        "n_group_muscles": sum(1 for i in inj if i.is_group),
-        "n_inj_no_units": len(inj) - len(with_units),
-        "frac_inj_with_units": len(with_units) / len(inj) if inj else -1.0,
-        "side_rules": [i.side_rule for i in inj],
-        "match_kinds": [_match_kind(i.evidence.text, i.name) for i in inj],
-        "n_nerves": len(facts.nerves),
-        "n_nerves_unsided": sum(1 for n in facts.nerves if n.side not in ("L", "R")),
-        "inj_span": _log(max((i.evidence.end for i in inj), default=0) - min((i.evidence.start for i in inj), default=0)),
-        "inj_gap_max": _log(_gaps([i.evidence.start for i in inj])),
+        "year_bucket": "jz" if dos and dos >= _JZ_FROM else ("jw" if year >= 2017 else "pre2017"),
+        "n_injections": n_inj,
+        "n_regions": len(regions),
+        "regions": sorted(regions),
+        "n_sides_unknown": n_unknown,
+        "n_sides_bilateral": len(left & right),
+        "n_group_muscles": n_group,
+        "n_inj_no_units": n_inj - n_units,
+        "frac_inj_with_units": n_units / n_inj if inj else -1.0,
+        "side_rules": side_rules,
+        "match_kinds": match_kinds,
+        "n_nerves": len(nerves),
+        "n_nerves_unsided": n_nerves_unsided,
+        "inj_span": _log(last - first),
+        "inj_gap_max": _log(_gaps(starts)),
         "product_state": "named" if facts.product else ("serotype" if facts.serotype else "none"),
         "product": facts.product or "none",
         "n_products_named": len(facts.products_named),
@@ -296,9 +396,9 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
         "total_vs_sum": total_vs_sum,
         "total_sum_reldiff": reldiff,
         "dose_gap": ((st - su) / max(st, 1.0)) if st is not None and su is not None else 0.0,
-        "units_complete": bool(inj) and len(with_units) == len(inj),
-        "n_sides": len({i.side for i in inj if i.side in ("L", "R")}),
-        "region_sides": sorted({f"{i.region}:{i.side or '?'}" for i in inj}),
+        "units_complete": bool(inj) and n_units == n_inj,
+        "n_sides": (1 if left else 0) + (1 if right else 0),
+        "region_sides": sorted(region_sides),
         "admin_log": _log(admin),
         "vial_known": vial is not None,
         "waste_documented": disc is not None,
@@ -306,33 +406,33 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
         "waste_arith": waste_arith,
         "admin_exceeds_vial": bool(admin is not None and vial is not None and admin > vial + 0.5),
         "admin_fraction": (admin / vial) if admin is not None and vial else -1.0,
-        "guidance_methods": sorted({m for m, _ in facts.guidance}),
-        "n_guidance_mentions": len(facts.guidance),
+        "guidance_methods": sorted({m for m, _ in guidance}),
+        "n_guidance_mentions": len(guidance),
         "guidance_negated": sorted(set(facts.guidance_negated)),
-        "inj_guided_frac": (sum(1 for i in inj if i.guidance in ("emg", "estim")) / len(inj)) if inj else -1.0,
-        "inj_guidance": [i.guidance or "unset" for i in inj],
-        "excluded_reasons": [_reason(x.reason) for x in facts.excluded],
-        "n_excluded": len(facts.excluded),
-        "n_excluded_muscle": sum(1 for x in facts.excluded if x.label == "MUSCLE"),
-        "n_excluded_product": sum(1 for x in facts.excluded if x.label == "PRODUCT"),
+        "inj_guided_frac": (n_guided / n_inj) if inj else -1.0,
+        "inj_guidance": inj_guidance,
+        "excluded_reasons": excluded_reasons,
+        "n_excluded": len(excluded),
+        "n_excluded_muscle": n_ex_muscle,
+        "n_excluded_product": n_ex_product,
         "warnings": warnings,
         "n_warnings": len(warnings),
-        "n_warn_error": sev.get("error", 0),
-        "n_warn_warning": sev.get("warning", 0),
-        "n_warn_info": sev.get("info", 0),
+        "n_warn_error": n_err,
+        "n_warn_warning": n_warn,
+        "n_warn_info": n_info,
         "n_lines": len(result.get("lines", [])),
         "n_dx": len(result.get("diagnoses", [])),
-        "n_listed_proc": len(listed_proc),
-        "n_listed_dx": len(facts.listed_codes) - len(listed_proc),
+        "n_listed_proc": n_listed_proc,
+        "n_listed_dx": len(facts.listed_codes) - n_listed_proc,
         "listed_differs": "LISTED_CODES_DIFFER" in warnings,
         "migraine_protocol": facts.migraine_protocol,
         "cosmetic": facts.cosmetic,
         "cancelled": facts.cancelled,
         "toxin_mentioned": facts.toxin_mentioned,
         "toxin_today": facts.toxin_today,
-        "n_dx_facts": len(facts.diagnoses),
-        "n_dx_in_dx_section": sum(1 for d in facts.diagnoses if d.in_dx_section),
-        "dx_sections": sorted({d.section for d in facts.diagnoses}),
+        "n_dx_facts": len(dxf),
+        "n_dx_in_dx_section": n_dx_section,
+        "dx_sections": sorted(dx_sections),
         "handedness_known": facts.handedness is not None,
         "date_in_note": facts.date_of_service is not None,
     }
@@ -352,37 +452,77 @@ def line_features(
 
 def line_only_features(facts: Facts, line: Any, lines: list[Any] | None = None) -> dict[str, Any]:
     """The line's own features (:data:`LINE_FEATURES`), without the note-level ones."""
+    code = line.code
+    return _line_part(facts, line, sum(1 for ln in (lines or []) if ln.code == code))
+
+
+def _line_part(facts: Facts, line: Any, same: int) -> dict[str, Any]:
+    """:func:`line_only_features` with ``l_n_same_code`` given (counted once per claim by :func:`note_parts`)."""
     src = list(getattr(line, "sources", []) or [])
-    ev = list(line.evidence)
+    ev = line.evidence
     mods = list(line.modifiers)
-    same = sum(1 for ln in (lines or []) if ln.code == line.code)
+    code = line.code
+    admin = facts.administered_units
     drug_ratio = -1.0
-    if line.system == "HCPCS" and facts.administered_units and "JW" not in mods:
-        drug_ratio = min(5.0, line.units / max(facts.administered_units, 1e-9))
+    if line.system == "HCPCS" and admin and "JW" not in mods:
+        drug_ratio = min(5.0, line.units / max(admin, 1e-9))
+    side_mod = "none"
+    for m in mods:
+        if m in SIDE_MODS:
+            side_mod = m
+            break
+    first = last = 0
+    starts: list[int] = []
+    for e in ev:
+        start, end = e.start, e.end
+        if not starts:
+            first, last = start, end
+        else:
+            if start < first:
+                first = start
+            if end > last:
+                last = end
+        starts.append(start)
+    n_unsided = n_group = n_no_units = 0
+    regions: set[str] = set()
+    side_rules: list[str] = []
+    match: list[str] = []
+    guidance: set[str] = set()
+    for i in src:
+        if i.side not in _LR:
+            n_unsided += 1
+        if i.is_group:
+            n_group += 1
+        if i.units is None:
+            n_no_units += 1
+        regions.add(i.region)
+        side_rules.append(i.side_rule)
+        match.append(_match_kind(i.evidence.text, i.name))
+        guidance.add(i.guidance or "unset")
     return {
         "l_rule": line.rule,
-        "l_code": line.code,
-        "l_family": _family(line.code),
+        "l_code": code,
+        "l_family": _family(code),
         "l_kind": getattr(line, "kind", "procedure"),
         "l_system": line.system,
         "l_units_log": _log(line.units),
         "l_mods": mods,
         "l_n_mods": len(mods),
-        "l_side_mod": next((m for m in mods if m in SIDE_MODS), "none"),
+        "l_side_mod": side_mod,
         "l_jw": "JW" in mods,
         "l_jz": "JZ" in mods,
-        "l_addon": line.code in ADDONS,
-        "l_n_evidence": len(ev),
-        "l_ev_span": _log(max((e.end for e in ev), default=0) - min((e.start for e in ev), default=0)),
-        "l_ev_gap_max": _log(_gaps([e.start for e in ev])),
+        "l_addon": code in ADDONS,
+        "l_n_evidence": len(starts),
+        "l_ev_span": _log(last - first),
+        "l_ev_gap_max": _log(_gaps(starts)),
         "l_n_sources": len(src),
-        "l_src_unsided": sum(1 for i in src if i.side not in ("L", "R")),
-        "l_src_group": sum(1 for i in src if i.is_group),
-        "l_src_no_units": sum(1 for i in src if i.units is None),
-        "l_src_regions": sorted({i.region for i in src}),
-        "l_src_side_rules": [i.side_rule for i in src],
-        "l_src_match": [_match_kind(i.evidence.text, i.name) for i in src],
-        "l_src_guidance": sorted({i.guidance or "unset" for i in src}),
+        "l_src_unsided": n_unsided,
+        "l_src_group": n_group,
+        "l_src_no_units": n_no_units,
+        "l_src_regions": sorted(regions),
+        "l_src_side_rules": side_rules,
+        "l_src_match": match,
+        "l_src_guidance": sorted(guidance),
         "l_n_same_code": same,
         "l_drug_units_vs_admin": drug_ratio,
     }
@@ -430,26 +570,56 @@ def claim_features(facts: Facts, claim: Any, result: dict[str, Any], note: dict[
 
 def claim_only_features(claim: Any) -> dict[str, Any]:
     """The claim's own features (:data:`CLAIM_FEATURES`): aggregates of its lines and diagnoses."""
-    lines = list(claim.lines)
-    kinds = Counter(getattr(ln, "kind", "procedure") for ln in lines)
-    src = [i for ln in lines for i in (getattr(ln, "sources", []) or [])]
-    drug = [ln for ln in lines if ln.system == "HCPCS"]
+    lines = claim.lines
+    kinds: dict[str, int] = {}
+    codes: set[str] = set()
+    rules: set[str] = set()
+    has_addon = False
+    has_drug = False
+    drug_units = 0
+    n_unsided = n_group = n_no_units = n_no_ev = 0
+    for ln in lines:
+        kind = getattr(ln, "kind", "procedure")
+        kinds[kind] = kinds.get(kind, 0) + 1
+        code = ln.code
+        codes.add(code)
+        rules.add(ln.rule)
+        if code in ADDONS:
+            has_addon = True
+        if ln.system == "HCPCS":
+            has_drug = True
+            drug_units += ln.units
+        if not ln.evidence:
+            n_no_ev += 1
+        for i in getattr(ln, "sources", []) or []:
+            if i.side not in _LR:
+                n_unsided += 1
+            if i.is_group:
+                n_group += 1
+            if i.units is None:
+                n_no_units += 1
+    dx_rules: set[str] = set()
+    n_listed = 0
+    for d in claim.diagnoses:
+        dx_rules.add(d.rule)
+        if d.rule == "DX-LISTED":
+            n_listed += 1
     return {
-        "c_codes": sorted({ln.code for ln in lines}),
-        "c_rules": sorted({ln.rule for ln in lines}),
+        "c_codes": sorted(codes),
+        "c_rules": sorted(rules),
         "c_kinds": sorted(kinds),
         "c_n_chemo": kinds.get("procedure", 0),
         "c_n_guidance": kinds.get("guidance", 0),
         "c_n_drug": kinds.get("drug", 0),
         "c_n_neuro": kinds.get("neurolysis", 0),
-        "c_has_addon": any(ln.code in ADDONS for ln in lines),
-        "c_drug_units_log": _log(sum(ln.units for ln in drug)) if drug else -1.0,
-        "c_src_unsided": sum(1 for i in src if i.side not in ("L", "R")),
-        "c_src_group": sum(1 for i in src if i.is_group),
-        "c_src_no_units": sum(1 for i in src if i.units is None),
-        "c_lines_no_evidence": sum(1 for ln in lines if not ln.evidence),
-        "c_dx_rules": sorted({d.rule for d in claim.diagnoses}),
-        "c_dx_listed": sum(1 for d in claim.diagnoses if d.rule == "DX-LISTED"),
+        "c_has_addon": has_addon,
+        "c_drug_units_log": _log(drug_units) if has_drug else -1.0,
+        "c_src_unsided": n_unsided,
+        "c_src_group": n_group,
+        "c_src_no_units": n_no_units,
+        "c_lines_no_evidence": n_no_ev,
+        "c_dx_rules": sorted(dx_rules),
+        "c_dx_listed": n_listed,
         "c_empty": not lines,
     }
 
@@ -458,8 +628,12 @@ def note_parts(facts: Facts, claim: Any, result: dict[str, Any]) -> tuple[dict[s
     """The note-level features once, and each row's own features by kind (``line``, ``dx``, ``claim``):
     a row is ``{**note, **part}``. The scorer encodes the shared part once per note."""
     note = note_features(facts, result)
+    lines = claim.lines
+    same: dict[str, int] = {}
+    for ln in lines:
+        same[ln.code] = same.get(ln.code, 0) + 1
     return note, {
-        "line": [line_only_features(facts, ln, claim.lines) for ln in claim.lines],
+        "line": [_line_part(facts, ln, same[ln.code]) for ln in lines],
         "dx": [dx_only_features(facts, d, claim.diagnoses) for d in claim.diagnoses],
         "claim": [claim_only_features(claim)],
     }
