@@ -13,8 +13,9 @@ import hashlib
 import io
 import re
 import tomllib
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, timedelta
 from importlib import resources
 from typing import Any
 
@@ -70,38 +71,72 @@ def _d(value: str) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-_DATES: dict[int, tuple[date | None, date | None]] = {}
+# per row (by id, holding the row so that the id stays its own): (valid_from, valid_to, option)
+_ROWINFO: dict[int, tuple[Row, date | None, date | None, str]] = {}
+
+
+def _info(row: Row) -> tuple[Row, date | None, date | None, str]:
+    """A row's validity dates and option, parsed once (rows are cached and never change)."""
+    got = _ROWINFO.get(id(row))
+    if got is None or got[0] is not row:
+        got = _ROWINFO[id(row)] = (row, _d(row.get("valid_from", "")), _d(row.get("valid_to", "")), row.get("option", ""))
+    return got
 
 
 def _span(row: Row) -> tuple[date | None, date | None]:
     """A row's validity dates, parsed once (rows are cached and never change)."""
-    key = id(row)
-    got = _DATES.get(key)
-    if got is None:
-        got = _DATES[key] = (_d(row.get("valid_from", "")), _d(row.get("valid_to", "")))
-    return got
+    info = _info(row)
+    return info[1], info[2]
 
 
 def is_active(row: Row, dos: date, options: Iterable[str] = ()) -> bool:
     """True when ``row`` is in force on ``dos`` and its ``option`` column (if any) is satisfied."""
-    start, end = _span(row)
+    _, start, end, opt = _info(row)
     if start and dos < start:
         return False
     if end and dos > end:
         return False
-    opt = row.get("option", "")
     if opt:
-        opts = set(options)
+        opts = options if isinstance(options, (tuple, frozenset, set)) else set(options)
         if opt.startswith("!"):
             return opt[1:] not in opts
         return opt in opts
     return True
 
 
+class _Eras:
+    """The rows of one cached table, with the dates where its set of rows in force changes: rows in force
+    are answered once per (era, options)."""
+
+    def __init__(self, rows: tuple[Row, ...]):
+        self.rows = rows
+        cuts: set[date] = set()
+        for r in rows:
+            _, start, end, _ = _info(r)
+            if start:
+                cuts.add(start)
+            if end and end < date.max:
+                cuts.add(end + timedelta(days=1))
+        self.cuts = sorted(cuts)
+        self.cache: dict[tuple[int, tuple[str, ...]], tuple[Row, ...]] = {}
+
+
+_ERAS: dict[int, _Eras] = {}
+
+
 def active(rows: Iterable[Row], dos: date, options: Iterable[str] = ()) -> list[Row]:
     """Rows in force on ``dos`` under the given profile options."""
     opts = tuple(options)
-    return [r for r in rows if is_active(r, dos, opts)]
+    if type(rows) is not tuple:
+        return [r for r in rows if is_active(r, dos, opts)]
+    eras = _ERAS.get(id(rows))
+    if eras is None or eras.rows is not rows:
+        eras = _ERAS[id(rows)] = _Eras(rows)
+    key = (bisect_right(eras.cuts, dos), opts)
+    got = eras.cache.get(key)
+    if got is None:
+        got = eras.cache[key] = tuple(r for r in rows if is_active(r, dos, opts))
+    return list(got)
 
 
 def split(value: str) -> list[str]:

@@ -44,9 +44,9 @@ def _supports() -> dict[str, set[str]]:
 
 def validate(code: str, system: str, dos: date) -> str | None:
     """The official description when ``code`` is a billable code of ``system`` on ``dos``, else None."""
-    for r in table("codes/icd.csv"):
-        if r["code"] == code and r["system"] == system:
-            return r["description"].replace(";", ",") if is_active(r, dos) else None
+    r = _icd_by_code().get((code, system))
+    if r is not None:
+        return r["description"].replace(";", ",") if is_active(r, dos) else None
     if system == "ICD-9-CM":
         return _icd9().get(code)
     import simple_icd_10_cm as icd  # imported lazily: parsing the tabular takes ~1.5 s
@@ -67,20 +67,41 @@ def _dominance(side: str | None, handedness: str | None) -> str | None:
     return "dominant" if side == "R" else "nondominant"
 
 
-def _pick(concept: str, quals: dict[str, str], dos: date, options: tuple[str, ...]) -> Row | None:
-    system = code_system(dos)
-    best, best_n = None, -1
+@functools.cache
+def _icd_by_code() -> dict[tuple[str, str], Row]:
+    """The first row of ``codes/icd.csv`` for each (code, system)."""
+    out: dict[tuple[str, str], Row] = {}
     for r in table("codes/icd.csv"):
-        if r["concept"] != concept or r["system"] != system or not is_active(r, dos):
-            continue
+        out.setdefault((r["code"], r["system"]), r)
+    return out
+
+
+@functools.cache
+def _icd_by_concept() -> dict[tuple[str, str], list[tuple[Row, dict[str, str], str | None, int]]]:
+    """Rows of ``codes/icd.csv`` by (concept, system), in table order, each with its qualifiers parsed once:
+    (row, needed qualifiers without the option, option, how specific the row is)."""
+    out: dict[tuple[str, str], list[tuple[Row, dict[str, str], str | None, int]]] = {}
+    for r in table("codes/icd.csv"):
         need = dict(q.split("=") for q in r["qualifiers"].split(";") if q) if r["qualifiers"] else {}
         opt = need.pop("option", None)
+        out.setdefault((r["concept"], r["system"]), []).append((r, need, opt, len(need) + (1 if opt else 0)))
+    return out
+
+
+_DEFAULT_ZERO = frozenset(("intractable", "status", "aura", "secondary", "chronic"))
+
+
+def _pick(concept: str, quals: dict[str, str], dos: date, options: tuple[str, ...]) -> Row | None:
+    best, best_n = None, -1
+    for r, need, opt, n in _icd_by_concept().get((concept, code_system(dos)), ()):
+        if not is_active(r, dos):
+            continue
         if opt and opt not in options:
             continue
         ok = True
         for k, v in need.items():
             have = quals.get(k)
-            if k in ("intractable", "status", "aura", "secondary", "chronic"):
+            if k in _DEFAULT_ZERO:
                 have = have or "0"
             if k == "site":
                 ok = v in (quals.get("sites") or "").split("|")
@@ -88,8 +109,8 @@ def _pick(concept: str, quals: dict[str, str], dos: date, options: tuple[str, ..
                 ok = False
             if not ok:
                 break
-        if ok and (len(need) + (1 if opt else 0)) > best_n:
-            best, best_n = r, len(need) + (1 if opt else 0)
+        if ok and n > best_n:
+            best, best_n = r, n
     return best
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date
 
@@ -13,9 +14,17 @@ from nlp.mapping.model import Claim, ClaimLine
 EPS = 1e-9
 
 
-def _hcpcs_for(product: str, dos: date) -> Row | None:
+@functools.cache
+def _hcpcs_by_product() -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
     for r in table("codes/hcpcs.csv"):
-        if r["product"] == product and is_active(r, dos):
+        out.setdefault(r["product"], []).append(r)
+    return out
+
+
+def _hcpcs_for(product: str, dos: date) -> Row | None:
+    for r in _hcpcs_by_product().get(product, ()):
+        if is_active(r, dos):
             return r
     return None
 
@@ -24,12 +33,22 @@ def _unclassified() -> Row:
     return next(r for r in table("codes/hcpcs.csv") if r["code"] == "J3490")
 
 
+@functools.cache
+def _billable_products() -> tuple[tuple[str, date, str], ...]:
+    """(product id, available from, serotype) of every product that is not cosmetic-only."""
+    return tuple(
+        (pid, date.fromisoformat(p["available_from"]), p["serotype"])
+        for pid, p in lexicons.products().items()
+        if p["cosmetic_only"] != "1"
+    )
+
+
 def _candidates(serotype: str | None, dos: date) -> list[str]:
     out = []
-    for pid, p in lexicons.products().items():
-        if p["cosmetic_only"] == "1" or date.fromisoformat(p["available_from"]) > dos:
+    for pid, start, sero in _billable_products():
+        if start > dos:
             continue
-        if serotype and p["serotype"] != serotype:
+        if serotype and sero != serotype:
             continue
         out.append(pid)
     return sorted(out)
