@@ -11,6 +11,7 @@ import bisect
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
 from spacy.tokens import Doc
@@ -319,40 +320,87 @@ def _parse_date(value: str) -> date | None:
     return None
 
 
+# characters that IGNORECASE matches to an ASCII letter but ``str.lower`` does not turn into it (or turns
+# into two characters): a note with none of them can be searched in lower case without IGNORECASE
+_FOLD_SPECIAL = ("\u0130", "\u0131", "\u017f", "\u212a")
+_INJECT_CUE_LOW = re.compile(_INJECT_CUE.pattern)  # all lower case: _INJECT_CUE on ``_Note.low``
+_START = itemgetter("start")
+
+
 class _Note:
     """Index of a processed Doc: spans by label and by segment, segment texts, section lookups."""
 
     def __init__(self, doc: Doc):
         self.doc = doc
-        self.text = doc_text(doc)
-        self.segs = doc._.btx_segments
+        self.text = text = doc_text(doc)
+        self.low = text.lower()
+        # ``low`` has the text's offsets, and a lower-case pattern without IGNORECASE matches on it exactly
+        # where the IGNORECASE pattern matches on the text
+        self.exact = text.isascii() or not any(c in text for c in _FOLD_SPECIAL)
+        ext = doc._
+        self.segs = ext.btx_segments
+        self.sections = ext.btx_sections
+        self.section_cats = ext.btx_section_cats
         self.by_label: dict[str, list[dict[str, Any]]] = {}
         self.by_seg: dict[int, list[dict[str, Any]]] = {}
         self.used_doses: set[int] = set()
-        for a in doc._.btx_mentions or ():
-            self.by_label.setdefault(a["label"], []).append(a)
-            self.by_seg.setdefault(a["ctx"]["segment"], []).append(a)
-        for lst in (*self.by_label.values(), *self.by_seg.values()):
-            lst.sort(key=lambda a: a["start"])
+        by_label, by_seg = self.by_label, self.by_seg
+        for a in ext.btx_mentions or ():
+            lab = a["label"]
+            if lab in by_label:
+                by_label[lab].append(a)
+            else:
+                by_label[lab] = [a]
+            seg = a["ctx"]["segment"]
+            if seg in by_seg:
+                by_seg[seg].append(a)
+            else:
+                by_seg[seg] = [a]
+        for lst in by_label.values():
+            lst.sort(key=_START)
+        # labels present in each segment
+        self.seg_labels: dict[int, set[str]] = {}
+        for seg, lst in by_seg.items():
+            lst.sort(key=_START)
+            self.seg_labels[seg] = {a["label"] for a in lst}
+        self._cues: dict[int, bool] = {}
+        self._blocks: dict[int, str | None] = {}
+        self._mstarts: list[int] | None = None
+        self._headers: list[tuple[int, int, str]] | None = None
 
     def muscles_after(self, pos: int) -> list[dict[str, Any]]:
         """The muscle mentions starting after ``pos`` (at most the next two)."""
         mus = self.labels("MUSCLE")
-        if not hasattr(self, "_mstarts"):
-            self._mstarts = [x["start"] for x in mus]
-        i = bisect.bisect_right(self._mstarts, pos)
+        i = bisect.bisect_right(self.muscle_starts(), pos)
         return mus[i : i + 2]
+
+    def muscle_starts(self) -> list[int]:
+        if self._mstarts is None:
+            self._mstarts = [x["start"] for x in self.labels("MUSCLE")]
+        return self._mstarts
+
+    def side_headers(self) -> list[tuple[int, int, str]]:
+        if self._headers is None:
+            self._headers = _side_headers(self)
+        return self._headers
 
     def has_cue(self, i: int) -> bool:
         """Whether segment ``i`` mentions an injection (cached: asked for every mention and list line)."""
-        if not hasattr(self, "_cues"):
-            self._cues: dict[int, bool] = {}
-        if i not in self._cues:
-            seg = self.seg_text(i)
-            low = seg.lower()
-            # literal keywords first (str.find is far cheaper than the regex); the regex decides the rest
-            self._cues[i] = any(k in low for k in _CUE_WORDS) and bool(_INJECT_CUE.search(seg)) or bool(_DIGIT_U.search(seg))
-        return self._cues[i]
+        cue = self._cues.get(i)
+        if cue is None:
+            if i < 0:
+                cue = False
+            else:
+                s, e = self.segs.ranges[i]
+                if self.exact:
+                    # (a cue word and _INJECT_CUE) or _DIGIT_U is _INJECT_CUE alone when ``low`` is exact
+                    cue = _INJECT_CUE_LOW.search(self.low[s:e]) is not None
+                else:
+                    seg = self.text[s:e]
+                    low = seg.lower()
+                    cue = any(k in low for k in _CUE_WORDS) and bool(_INJECT_CUE.search(seg)) or bool(_DIGIT_U.search(seg))
+            self._cues[i] = cue
+        return cue
 
     def seg_text(self, i: int) -> str:
         if i < 0:
@@ -361,44 +409,87 @@ class _Note:
         return self.text[s:e]
 
     def seg_has(self, i: int, *labels: str, allowed_only: bool = False) -> bool:
-        for a in self.by_seg.get(i, ()):
-            if a["label"] in labels and (not allowed_only or _context_block(a["ctx"]) is None):
+        present = self.seg_labels.get(i)
+        if not present:
+            return False
+        if not allowed_only:
+            return any(lab in present for lab in labels)
+        for a in self.by_seg[i]:
+            if a["label"] in labels and _context_block(a["ctx"]) is None:
                 return True
         return False
 
+    def has_agent(self, i: int, agent_class: str) -> bool:
+        """Whether segment ``i`` names an injectate of ``agent_class``."""
+        present = self.seg_labels.get(i)
+        if not present or "AGENT" not in present:
+            return False
+        return any(x["label"] == "AGENT" and x.get("agent_class") == agent_class for x in self.by_seg[i])
+
     def labels(self, label: str) -> list[dict[str, Any]]:
         return self.by_label.get(label, [])
+
+    def section_cat(self, pos: int) -> str:
+        j = self.sections.index(pos)
+        return self.section_cats[j] if j >= 0 else "none"
+
+    def maybe(self, *keys: str) -> bool:
+        """False only when none of the lower-case ``keys`` occurs in the note (a prefilter for IGNORECASE
+        patterns that need one of them; inexact lower-casing always says True)."""
+        if not self.exact:
+            return True
+        low = self.low
+        for k in keys:
+            if k in low:
+                return True
+        return False
 
 
 def _section_ok(note: _Note, a: dict[str, Any]) -> str | None:
     """Why the section of mention ``a`` rules it out as something done today, or None."""
     ctx = a["ctx"]
     section = ctx["section"]
-    seg = note.seg_text(ctx["segment"])
     if section in _BAD_SECTIONS:
         return f"section:{section}"
-    trigger_flags = [r for r in ctx["rules"] if not r.startswith("SECTION:")]
-    if section == "history" and not trigger_flags:
+    if section != "history" and section != "plan":
+        return None
+    for r in ctx["rules"]:
+        if not r.startswith("SECTION:"):
+            return None
+    seg = note.seg_text(ctx["segment"])
+    if section == "history":
         return None if _TODAY.search(seg) else "section:history"
-    if section == "plan" and not trigger_flags:
-        sections = note.doc._.btx_sections
-        j = sections.index(a["start"])
-        head = ""
-        if j >= 0:
-            s0 = sections.ranges[j][0]
-            head = note.text[s0 : note.text.find("\n", s0) if "\n" in note.text[s0:] else len(note.text)]
-        performed = [t for t in (seg, head) if _PERFORMED.search(t) and not _NOT_TODAY.search(t)]
-        return None if performed else "section:plan"
-    return None
+    sections = note.sections
+    j = sections.index(a["start"])
+    head = ""
+    if j >= 0:
+        text = note.text
+        s0 = sections.ranges[j][0]
+        e0 = text.find("\n", s0)
+        head = text[s0 : e0 if e0 >= 0 else len(text)]
+    performed = [t for t in (seg, head) if _PERFORMED.search(t) and not _NOT_TODAY.search(t)]
+    return None if performed else "section:plan"
 
 
 def _mention_block(note: _Note, a: dict[str, Any]) -> str | None:
+    """Why mention ``a`` is not something done today (context or section), or None (cached per mention)."""
+    key = id(a)
+    blocks = note._blocks
+    if key in blocks:
+        return blocks[key]
+    reason = _mention_block_uncached(note, a)
+    blocks[key] = reason
+    return reason
+
+
+def _mention_block_uncached(note: _Note, a: dict[str, Any]) -> str | None:
     ctx = a["ctx"]
-    trigger_rules = [r for r in ctx["rules"] if not r.startswith("SECTION:")]
-    if trigger_rules:
-        for flag in ("negated", "declined", "hypothetical", "historical"):
-            if ctx.get(flag):
-                return flag
+    for r in ctx["rules"]:
+        if not r.startswith("SECTION:"):
+            for flag in ("negated", "declined", "hypothetical", "historical"):
+                if ctx.get(flag):
+                    return flag
+            break
     return _section_ok(note, a)
 
 
@@ -406,30 +497,41 @@ def _mention_block(note: _Note, a: dict[str, Any]) -> str | None:
 # sides
 
 _EYE_HEADER = re.compile(r"(?m)^[ \t\-*•>]*(?P<h>OD\s*/\s*OS|OS\s*/\s*OD|OD\s*(?:and|&|\+)\s*OS|OU|OD|OS)\b[^\n]{0,30}?:")
-_COLON_LINE = re.compile(r"(?m)^[^\n]{0,160}:[ \t]*$")
+_COLON_END = re.compile(r"(?m):[ \t]*$")  # the colon of a line ending in ":" (a line of at most 160 + 1 chars)
+_SIDE_HEADER_LOW = re.compile(_SIDE_HEADER.pattern.replace("(?im)", "(?m)"))  # _SIDE_HEADER on ``_Note.low``
 _EYE_SIDE = {"OD": "R", "OS": "L", "OU": "B"}
+_WS = re.compile(r"\s")
+_SIDE_AFTER_FIRST = frozenset("mh,([-olrbMHOLRB")  # what _SIDE_AFTER can start with after blanks
+_PAIR_JOIN = re.compile(r"\s*(?:and|&|/|,|or)\s*(?:the\s+)?", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r"[.;:]\s")
 
 
-def _side_headers(text: str) -> list[tuple[int, int, str]]:
+def _side_headers(note: _Note) -> list[tuple[int, int, str]]:
     """(start, block_end, side) for side headers: line-start "Right:", "LUE -", "OD:", or a line ending in
     ":" that names a side ("… on the right side:", "R forearm:")."""
+    text = note.text
     out = []
-    for m in _EYE_HEADER.finditer(text):
-        h = re.sub(r"\s", "", m.group("h"))
-        h = h if h in _EYE_SIDE else "OU"
-        side = _EYE_SIDE.get(h, "B")
-        nxt = text.find("\n\n", m.end())
-        out.append((m.start(), nxt if nxt >= 0 else len(text), side))
-    for m in _COLON_LINE.finditer(text):
-        toks = [t for t in _SIDE_TOKEN.finditer(m.group(0)) if t.group("word") or t.group("letter")]
+    if "OD" in text or "OS" in text or "OU" in text:
+        for m in _EYE_HEADER.finditer(text):
+            h = _WS.sub("", m.group("h"))
+            h = h if h in _EYE_SIDE else "OU"
+            side = _EYE_SIDE.get(h, "B")
+            nxt = text.find("\n\n", m.end())
+            out.append((m.start(), nxt if nxt >= 0 else len(text), side))
+    # lines ending in ":" (the colon at most 160 characters into its line)
+    for c in _COLON_END.finditer(text):
+        line_start = text.rfind("\n", 0, c.start()) + 1
+        if c.start() - line_start > 160:
+            continue
+        toks = [t for t in _SIDE_TOKEN.finditer(text[line_start : c.end()]) if t.group("word") or t.group("letter")]
         if not toks:
             continue
         side = side_of(toks[-1].group(0))
         if side is None:
             continue
-        nxt = text.find("\n\n", m.end())
-        out.append((m.end(), nxt if nxt >= 0 else len(text), side))
-    for m in _SIDE_HEADER.finditer(text):
+        nxt = text.find("\n\n", c.end())
+        out.append((c.end(), nxt if nxt >= 0 else len(text), side))
+    for m in _SIDE_HEADER_LOW.finditer(note.low) if note.exact else _SIDE_HEADER.finditer(text):
         h = m.group("h").lower()
         side = side_of(h.split()[0]) if h[:3] not in ("rue", "lue", "rle", "lle", "rul", "lul") else h[0].upper()
         if side is None:
@@ -441,14 +543,18 @@ def _side_headers(text: str) -> list[tuple[int, int, str]]:
 
 
 def _side_for(
-    note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]]
+    note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]] | None
 ) -> tuple[str | None, str]:
+    """The side of mention ``m`` and the rule that gave it; ``headers`` None: the note's side headers."""
     text = note.text
-    seg_start = note.segs.ranges[m["ctx"]["segment"]][0] if m["ctx"]["segment"] >= 0 else 0
-    lo = max(seg_start, m["start"] - 60)
-    if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"]:
+    start, end = m["start"], m["end"]
+    seg = m["ctx"]["segment"]
+    seg_start = note.segs.ranges[seg][0] if seg >= 0 else 0
+    lo = max(seg_start, start - 60)
+    same_seg = prev is not None and prev["ctx"]["segment"] == seg
+    if same_seg:
         lo = max(lo, prev["end"])
-    window = text[lo : m["start"]]
+    window = text[lo:start]
     # stop at a clause break so "… of the right arm. FCR" does not reach back
     cut = max(window.rfind(";"), window.rfind(". "), window.rfind("\n"))
     if cut >= 0:
@@ -459,29 +565,32 @@ def _side_for(
         if len(toks) >= 2:
             prev_t = toks[-2]
             pair = {side_of(prev_t.group(0)), side_of(last.group(0))}
-            if pair == {"L", "R"} and re.fullmatch(r"\s*(?:and|&|/|,|or)\s*(?:the\s+)?", window[prev_t.end() : last.start()]):
+            if pair == {"L", "R"} and _PAIR_JOIN.fullmatch(window[prev_t.end() : last.start()]):
                 return "B", "side-before"
         return side_of(last.group(0)), "side-before"
-    after = text[m["end"] : m["end"] + 30]
-    am = _SIDE_AFTER.match(after)
+    after = text[end : end + 30]
+    first = after.lstrip()[:1]
+    am = _SIDE_AFTER.match(after) if first and first in _SIDE_AFTER_FIRST else None
     if am:
-        nxt = note.muscles_after(m["end"])
+        nxt = note.muscles_after(end)
         tail = after[am.end() :].lstrip(" ,")
-        if not (nxt and nxt[0]["start"] <= m["end"] + am.end() + 3 and not tail.startswith(("(", "-"))):
+        if not (nxt and nxt[0]["start"] <= end + am.end() + 3 and not tail.startswith(("(", "-"))):
             return side_of(am.group("s").replace("both sides", "both")), "side-after"
-    line_start = max(text.rfind("\n", 0, m["start"]) + 1, m["start"] - 200)
-    line_end = text.find("\n", m["end"], m["end"] + 200)
-    line = text[line_start : line_end if line_end >= 0 else m["end"] + 200]
+    line_start = max(text.rfind("\n", 0, start) + 1, start - 200)
+    line_end = text.find("\n", end, end + 200)
+    line = text[line_start : line_end if line_end >= 0 else end + 200]
     if "|" in line or "\t" in line or "   " in line:
         for cell in _CELL_SPLIT.split(line):
             s = side_of(cell) if cell and len(cell) <= 12 else None
             if s:
                 return s, "side-table"
-    if prev is not None and prev["ctx"]["segment"] == m["ctx"]["segment"] and prev.get("side"):
-        between = text[prev["end"] : m["start"]]
-        if len(between) < 80 and not re.search(r"[.;:]\s", between):
-            return prev["side"], "side-list"
-    inside = [side for hs, he, side in headers if hs <= m["start"] < he]
+    if same_seg and prev.get("side"):  # type: ignore[union-attr]
+        between = text[prev["end"] : start]  # type: ignore[index]
+        if len(between) < 80 and not _CLAUSE_BREAK.search(between):
+            return prev["side"], "side-list"  # type: ignore[index]
+    if headers is None:
+        headers = note.side_headers()
+    inside = [side for hs, he, side in headers if hs <= start < he]
     if inside:
         return inside[-1], "side-header"
     return None, "side-none"
@@ -598,14 +707,16 @@ def facts_from_doc(doc: Doc) -> Facts:
     _amounts(note, f)
     _guidance(note, f)
     _diagnoses(note, f)
-    hints = _region_side_hints(note, f)
+    # the hints matter only to a mention or nerve block without a side
+    unsided = any(i.side is None for i in f.injections) or any(n.side is None for n in f.nerves)
+    hints = _region_side_hints(note, f) if unsided else {}
     _fill_sides(f, hints)
     _sweat_sites(note, f)
     _fill_nerve_sides(f, hints)
     _listed_codes(note, f)
     _date(note, f)
     _cosmetic(note, f)
-    hm = _HAND.search(text)
+    hm = _HAND.search(text) if note.maybe("t-hand", "t hand", "dominant", "ambidextrous") else None
     if hm:
         g = hm.group("s") or hm.group("s2") or hm.group("s3")
         f.handedness = side_of(g) if g else "B"
@@ -651,7 +762,6 @@ def _product(note: _Note, f: Facts) -> None:
 def _injections(note: _Note, f: Facts) -> None:
     text = note.text
     muscles = lexicons.muscles()
-    headers = _side_headers(text)
     conc = _concentration(note)
     mentions = note.labels("MUSCLE")
     used: set[int] = set()
@@ -662,7 +772,7 @@ def _injections(note: _Note, f: Facts) -> None:
     regions_in_note = {r for m in mentions for r in m["regions"] if len(m["ids"]) == 1}
     for idx, m in enumerate(mentions):
         nxt = mentions[idx + 1] if idx + 1 < len(mentions) else None
-        side, side_rule = _side_for(note, m, prev, headers)
+        side, side_rule = _side_for(note, m, prev, None)
         m["side"] = side
         before_m, prev = prev, m
         reason = _mention_block(note, m)
@@ -740,6 +850,8 @@ _MIRROR = re.compile(
 
 def _mirror_sides(note: _Note, f: Facts) -> None:
     """ "OS: same" / "Left: mirrored" repeats the other side's injections on this side."""
+    if not f.injections or not note.maybe("same", "identical", "mirror", "likewise", "ditto"):
+        return
     for m in _MIRROR.finditer(note.text):
         h = m.group("h").split()[0].upper()
         side = {"OD": "R", "OS": "L", "LEFT": "L", "RIGHT": "R", "LT": "L", "RT": "R", "L": "L", "R": "R"}[h]
@@ -750,35 +862,40 @@ def _mirror_sides(note: _Note, f: Facts) -> None:
                 f.injections.append(replace(inj, side=side, side_rule="side-mirror"))
 
 
+# _CANCEL and _TOXIN_NEGATED on ``_Note.low``, and what every _TOXIN_NEGATED match contains
+_CANCEL_LOW = re.compile(_CANCEL.pattern)
+_TOXIN_NEGATED_LOW = re.compile(_TOXIN_NEGATED.pattern)
+_TOXIN_NEGATED_PRE = re.compile(r"no\s+(?:bot|tox|inj|pro|dys|xeo|myo|dax)|never\s|w(?:as|ere)\s+not\s")
+_WAS_INJECTED = re.compile(r"\bwas injected|\bwere injected|\binjected (?:into|in|to)\b|\badministered\b", re.IGNORECASE)
+
+
 def _cancellation(note: _Note, f: Facts) -> None:
     """Drop the injections when the note says the procedure was not done today (deferred, aborted,
     declined) or that no toxin was used, unless an injection sentence says it was given."""
     text = note.text
-    cats = note.doc._.btx_section_cats
-    secs = note.doc._.btx_sections
 
     def ok(m: re.Match[str]) -> bool:
-        j = secs.index(m.start())
-        return (cats[j] if j >= 0 else "none") not in ("history",)
+        return note.section_cat(m.start()) not in ("history",)
 
-    low = text.lower()
+    low = note.low
     cancel = negated = None
     if any(k in low for k in _CANCEL_KEYS):  # cheap prefilter: almost no note has any of these
-        cancel = next((m for m in _CANCEL.finditer(text) if ok(m)), None)
+        if note.exact:
+            cancel = next((m for m in _CANCEL_LOW.finditer(low) if ok(m)), None)
+        else:
+            cancel = next((m for m in _CANCEL.finditer(text) if ok(m)), None)
     if any(k in low for k in ("no ", "never", " not ")):
-        negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
+        if note.exact:
+            if _TOXIN_NEGATED_PRE.search(low):
+                negated = next((m for m in _TOXIN_NEGATED_LOW.finditer(low) if ok(m)), None)
+        else:
+            negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
     if cancel is None and negated is None:
         return
-    if cancel is not None and negated is None and _PARTIAL.search(cancel.group(0)):
+    if cancel is not None and negated is None and _PARTIAL.search(text[cancel.start() : cancel.end()]):
         return
     performed = [i for i in f.injections if i.units is not None] + [
-        i
-        for i in f.injections
-        if re.search(
-            r"\bwas injected|\bwere injected|\binjected (?:into|in|to)\b|\badministered\b",
-            note.seg_text(note.segs.index(i.evidence.start)),
-            re.IGNORECASE,
-        )
+        i for i in f.injections if _WAS_INJECTED.search(note.seg_text(note.segs.index(i.evidence.start)))
     ]
     if performed and negated is None:
         return
@@ -795,6 +912,7 @@ _REGION_SIDE = re.compile(
     r"leg|lower (?:extremity|limb)|calf|foot|ankle|knee|thigh|hip|vocal (?:fold|cord)s?|thyroarytenoids?|axillae?|parotids?)\b",
     re.IGNORECASE,
 )
+_REGION_SIDE_LOW = re.compile(_REGION_SIDE.pattern.replace("A-Za-z", "a-z").replace("|L|R)", "|l|r)"))
 _REGION_OF_WORD = {
     "face": "facial",
     "hemiface": "facial",
@@ -821,11 +939,8 @@ _REGION_OF_WORD = {
 def _region_side_hints(note: _Note, f: Facts) -> dict[str, set[str]]:
     """Sides a note gives a whole region ("right face", "L hemifacial spasm", "left hemiparesis")."""
     hints: dict[str, set[str]] = {}
-    for m in _REGION_SIDE.finditer(note.text):
-        seg = note.segs.index(m.start())
-        j = note.doc._.btx_sections.index(m.start())
-        cat = note.doc._.btx_section_cats[j] if j >= 0 else "none"
-        if cat == "history":
+    for m in _REGION_SIDE_LOW.finditer(note.low) if note.exact else _REGION_SIDE.finditer(note.text):
+        if note.section_cat(m.start()) == "history":
             continue
         side = side_of(m.group("s"))
         word = m.group("r").lower().split()[0]
@@ -834,7 +949,6 @@ def _region_side_hints(note: _Note, f: Facts) -> dict[str, set[str]]:
             region = "upper_extremity" if word in ("arm", "upper", "forearm", "hand", "wrist", "elbow") else "lower_extremity"
         if side:
             hints.setdefault(region, set()).add(side)
-        del seg
     for d in f.diagnoses:
         q = dict(d.qualifiers)
         if q.get("side") in ("L", "R", "B"):
@@ -850,16 +964,22 @@ def _region_side_hints(note: _Note, f: Facts) -> dict[str, set[str]]:
 
 _SWEAT_REGIONS = {"axilla", "palm", "sole", "skin_other"}
 _SWEAT_CONTEXT = re.compile(r"hyperhidros|hyperhydros|sweat|starch[- ]iodine|minor'?s test|intradermal", re.IGNORECASE)
+_SWEAT_CONTEXT_LOW = re.compile(_SWEAT_CONTEXT.pattern)
 _SKIN_SITE = re.compile(r"\b(?:forehead|scalp|hairline|face|craniofacial|brow)\b", re.IGNORECASE)
 
 
 def _sweat_sites(note: _Note, f: Facts) -> None:
     """Sweat-gland sites count only in a hyperhidrosis note; there, a named skin area (forehead, scalp)
     injected intradermally is a site of its own."""
-    low = note.text.lower()
-    sweat = any(k in low for k in ("hyperhidros", "hyperhydros", "sweat", "starch", "minor", "intradermal")) and bool(
-        _SWEAT_CONTEXT.search(note.text)
-    )
+    if (f.injections or not f.toxin_today) and not any(i.region in _SWEAT_REGIONS for i in f.injections):
+        return  # nothing to drop and nothing to add
+    low = note.low
+    if note.exact:
+        sweat = _SWEAT_CONTEXT_LOW.search(low) is not None
+    else:
+        sweat = any(k in low for k in ("hyperhidros", "hyperhydros", "sweat", "starch", "minor", "intradermal")) and bool(
+            _SWEAT_CONTEXT.search(note.text)
+        )
     if not sweat:
         dropped = [i for i in f.injections if i.region in _SWEAT_REGIONS]
         f.excluded.extend(Excluded("MUSCLE", i.evidence.text, "not a hyperhidrosis note", i.evidence.start) for i in dropped)
@@ -869,7 +989,7 @@ def _sweat_sites(note: _Note, f: Facts) -> None:
         return
     for m in _SKIN_SITE.finditer(note.text):
         seg = note.segs.index(m.start())
-        if _INJECT_CUE.search(note.seg_text(seg)) and not _mention_block(
+        if _INJECT_CUE.search(note.seg_text(seg)) and not _mention_block_uncached(
             note, {"ctx": _ctx_at(note, m.start()), "start": m.start()}
         ):
             ev = Evidence(m.start(), m.end(), m.group(0))
@@ -901,8 +1021,7 @@ def _ctx_at(note: _Note, pos: int) -> dict[str, Any]:
         if lo <= pos < hi:
             ctx[flag] = True
             rules.append(rule_id)
-    j = note.doc._.btx_sections.index(pos)
-    ctx["section"] = note.doc._.btx_section_cats[j] if j >= 0 else "none"
+    ctx["section"] = note.section_cat(pos)
     ctx["segment"] = seg
     ctx["rules"] = rules
     return ctx
@@ -958,15 +1077,16 @@ def _block_cues(note: _Note) -> dict[int, int | None]:
     """For each segment, the segment that opened the injection list or table it sits in (itself when it
     announces injections), or None (until a blank line or a new section)."""
     text = note.text
-    sections = note.doc._.btx_sections
+    sections = note.sections
+    sec_starts = {r[0] for r in sections.ranges}
     out: dict[int, int | None] = {}
     active: int | None = None
+    has_cue = note.has_cue
     for i, (s, _e) in enumerate(note.segs.ranges):
-        blank_before = "\n\n" in text[max(0, s - 4) : s + 1] or "\n \n" in text[max(0, s - 5) : s + 1]
-        new_section = sections.ranges[sections.index(s)][0] == s if sections.index(s) >= 0 else False
-        if blank_before or new_section:
+        # the section containing ``s`` starts at ``s`` exactly when a section starts at ``s``
+        if s in sec_starts or "\n\n" in text[max(0, s - 4) : s + 1] or "\n \n" in text[max(0, s - 5) : s + 1]:
             active = None
-        if note.has_cue(i):
+        if has_cue(i):
             active = i
         out[i] = active
     return out
@@ -1247,56 +1367,80 @@ _HH_SITE = [
 _REGION_HH = {"axilla": "axilla", "palm": "palm", "sole": "sole", "skin_other": "face"}
 
 
+# lower-case words without which a _QUAL pattern (positive, negative) cannot match
+_QUAL_KEYS = {
+    "intractable": (("intractable", "refractory", "resistant"), ("intractab",)),
+    "status": (("status",), ("status",)),
+    "aura": (("aura",), ("aura",)),
+    "chronic": (("chronic",), ("acute",)),
+    "secondary": (("hyperhidrosis",), ()),
+}
+_SIDED_DX = ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp", "sixth_nerve_palsy")
+_DX_SIDE = re.compile(r"(?:of|on|affecting|involving) the (left|right)|\b(left|right)[- ]sided", re.I)
+_CP_TYPE_RX = [(name, re.compile(rx, re.I)) for name, rx in _CP_TYPE]
+_MS_TYPE_RX = [(name, re.compile(rx, re.I)) for name, rx in _MS_TYPE]
+_HH_SITE_RX = [(name, re.compile(rx, re.I)) for name, rx in _HH_SITE]
+_SAH = re.compile(r"subarachnoid|\bsah\b", re.I)
+_BLEED = re.compile(r"hemorrhag|\bich\b|bleed", re.I)
+
+
 def _diagnoses(note: _Note, f: Facts) -> None:
     text = note.text
+    low = note.low
+    exact = note.exact
     mentions = [a for a in note.labels("DX") if not a["ctx"]["negated"] and not a["ctx"]["hypothetical"]]
     in_dx = [a for a in mentions if a["ctx"]["section"] in _DX_SECTIONS]
     for a in mentions:
-        seg_text = note.seg_text(a["ctx"]["segment"])
-        window = text[max(0, a["start"] - 60) : a["end"] + 60]
+        w0, w1 = max(0, a["start"] - 60), a["end"] + 60
+        window = text[w0:w1]
+        wlow = low[w0:w1] if exact else None
         quals: dict[str, str] = {}
         concept = a["concept"]
         for q, (pos, neg) in _QUAL.items():
-            if neg is not None and neg.search(window):
+            if wlow is not None:  # the regexes run only when a word they need is there
+                pos_keys, neg_keys = _QUAL_KEYS[q]
+                if neg is not None and any(k in wlow for k in neg_keys) and neg.search(window):
+                    quals[q] = "0"
+                elif any(k in wlow for k in pos_keys) and pos.search(window):
+                    quals[q] = "1"
+            elif neg is not None and neg.search(window):
                 quals[q] = "0"
             elif pos.search(window):
                 quals[q] = "1"
-        if concept in ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp", "sixth_nerve_palsy"):
+        if concept in _SIDED_DX:
             near = text[max(0, a["start"] - 25) : a["end"] + 25]
             tokens = list(_SIDE_TOKEN.finditer(text[max(0, a["start"] - 25) : a["start"]]))
             if tokens:
                 quals["side"] = side_of(tokens[-1].group(0)) or ""
             else:
-                am = re.search(r"(?:of|on|affecting|involving) the (left|right)|\b(left|right)[- ]sided", near, re.I)
+                am = _DX_SIDE.search(near)
                 if am:
                     quals["side"] = side_of(am.group(1) or am.group(2)) or ""
         if concept == "cerebral_palsy":
-            for name, rx in _CP_TYPE:
-                if re.search(rx, seg_text, re.I):
+            seg_text = note.seg_text(a["ctx"]["segment"])
+            for name, rx in _CP_TYPE_RX:
+                if rx.search(seg_text):
                     quals["cp"] = name
                     break
         if concept == "multiple_sclerosis":
-            for name, rx in _MS_TYPE:
-                if re.search(rx, window, re.I):
+            for name, rx in _MS_TYPE_RX:
+                if rx.search(window):
                     quals["ms"] = name
                     break
         if concept == "hyperhidrosis":
-            for name, rx in _HH_SITE:
-                if re.search(rx, window, re.I):
+            for name, rx in _HH_SITE_RX:
+                if rx.search(window):
                     quals.setdefault("sites", "")
                     quals["sites"] += ("|" if quals["sites"] else "") + name
         if concept == "stroke":
-            if re.search(r"subarachnoid|\bsah\b", window, re.I):
+            if _SAH.search(window):
                 quals["stroke"] = "sah"
-            elif re.search(r"hemorrhag|\bich\b|bleed", window, re.I):
+            elif _BLEED.search(window):
                 quals["stroke"] = "hemorrhage"
             else:
                 quals["stroke"] = "infarction"
-        f.diagnoses.append(
-            Diagnosis(
-                concept, tuple(sorted(quals.items())), _ev(text, a), a["ctx"]["section"] in _DX_SECTIONS, a["ctx"]["section"]
-            )
-        )
+        section = a["ctx"]["section"]
+        f.diagnoses.append(Diagnosis(concept, tuple(sorted(quals.items())), _ev(text, a), section in _DX_SECTIONS, section))
     if in_dx:
         keep = {d.concept for d in f.diagnoses if d.in_dx_section}
         f.diagnoses = [d for d in f.diagnoses if d.in_dx_section or d.concept not in keep]
