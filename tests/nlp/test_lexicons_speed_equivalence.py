@@ -1,0 +1,117 @@
+"""The lexicons' fast paths (lower-cased note, word index) find exactly what their regexes find."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlp import lexicons
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTES = sorted((ROOT / "training_data" / "notes").glob("*.txt"))[:120]
+
+
+def _lexicons() -> list[lexicons.Lexicon]:
+    return [lexicons.muscle_lexicon(), lexicons.nerve_lexicon(), lexicons.product_lexicon()]
+
+
+def _scanners() -> list[lexicons.Scanner]:
+    return [lexicons.entity_patterns()[0], lexicons.context_patterns()[0]]
+
+
+def _matches(ms: list[re.Match[str]]) -> list[tuple[int, int, str | None]]:
+    return [(m.start(), m.end(), m.lastgroup) for m in ms]
+
+
+def _check(text: str) -> None:
+    for lex in _lexicons():
+        assert lex.find(text) == lex._find_regex(text), text[:200]
+    for sc in _scanners():
+        assert _matches(sc.finditer(text)) == _matches(sc._finditer_regex(text)), text[:200]
+        # the candidates regex the word path stands for, read on the note itself
+        assert _matches(sc._finditer_regex(text)) == _matches(_scanner_reference(sc, text))
+
+
+def _scanner_reference(sc: lexicons.Scanner, text: str) -> list[re.Match[str]]:
+    out, last_end = [], -1
+    for w in sc._candidates.finditer(text):
+        if w.start() < last_end:
+            continue
+        m = sc.regex.match(text, w.start())
+        if m is not None and m.end() > m.start():
+            out.append(m)
+            last_end = m.end()
+    return out
+
+
+def _variants(text: str, rng: random.Random) -> list[str]:
+    a, b = sorted(rng.randrange(len(text) + 1) for _ in range(2))
+    return [
+        text,
+        text.upper(),
+        text.swapcase(),
+        text[a:b],
+        text.replace(" ", "\u00a0", 3).replace("e", "\u00e9", 2).replace("a", "\u00c6", 1),
+        text.replace("s", "\u017f", 1),  # case-folds to "s": the regex path
+        text.replace(" ", ";", 5).replace("-", "[", 3).replace(" ", "/", 4),
+        text.replace(" ", "\t", 7).replace(" ", "  ", 5),
+    ]
+
+
+def test_unsafe_characters_are_exactly_those_that_case_fold_to_ascii() -> None:
+    chars = "".join(chr(c) for c in range(0x80, sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    unsafe = set(re.findall("(?i)[a-z0-9]", chars))
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        unsafe |= set(re.findall("(?i)" + letter, chars))
+    unsafe |= {c for c in chars if len(c.lower()) != 1 or c.lower().isascii()}
+    assert unsafe == {c for c in chars if lexicons._CASE_UNSAFE.match(c)}
+
+
+@pytest.mark.parametrize("path", NOTES, ids=lambda p: p.stem)
+def test_fast_paths_match_regexes_on_notes(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for variant in _variants(text, random.Random(path.stem)):
+        _check(variant)
+
+
+def test_fast_paths_match_regexes_on_phrase_soup() -> None:
+    """Random strings made of alias pieces, trigger words and separators (plurals, prefixes of
+    longer aliases, abbreviations in both cases, words glued by punctuation)."""
+    rng = random.Random(5)
+    pieces: list[str] = []
+    for lex in _lexicons():
+        pieces += list(lex.by_alias)[:400] + list(lex.by_abbrev)
+    for sc in _scanners():
+        pieces += sorted(sc.prefixes | sc.short)
+    pieces += ["h/o", "no", "by", "e-stim", "e stim", "left mca", "BoNT-A", "btx-b", "botox", "s", "x", "9"]
+    seps = [" ", "  ", "-", "/", ";", "[", ",", ".", "\n", "s ", "'s ", "(", ")", "", "\u00a0", "\u2022"]
+    for _ in range(3000):
+        parts = []
+        for _ in range(rng.randrange(1, 12)):
+            p = rng.choice(pieces)
+            r = rng.random()
+            if r < 0.2:
+                p = p.upper()
+            elif r < 0.3:
+                p = p[: rng.randrange(len(p) + 1)]
+            elif r < 0.4:
+                p = p.title()
+            parts += [p, rng.choice(seps)]
+        _check("".join(parts))
+
+
+def test_scanner_prefix_analysis() -> None:
+    """The scanners use the word path with tests, and the prefix analysis behind the tests."""
+    for sc in _scanners():
+        fast = sc._fast
+        assert fast is not None and fast[3] is not None
+    out: set[tuple[str, bool]] = set()
+    lexicons._starts(list(lexicons._sre_parse.parse(r"e-?\s?stim(?:ulation)?\b", re.I).data), "", out)
+    assert out == {("e", True), ("e-", True), ("e-stim", True), ("e-stimul", False), ("estim", True), ("estimula", False)}
+    out = set()
+    lexicons._starts(list(lexicons._sre_parse.parse(r"\b(?:left|right) mca\b", re.I).data), "", out)
+    assert out == {("left mca", False), ("right mc", False)}  # eight characters at most
