@@ -6,6 +6,7 @@ pipeline, streaming through ``nlp.pipe``. Bad input raises :class:`InputError` w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import deque
@@ -26,6 +27,7 @@ from nlp.scoring.model import score_batch
 SCHEMA_VERSION = "1.0"
 MAX_NOTE_BYTES = 200_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20)])
 
 
 class InputError(ValueError):
@@ -58,11 +60,18 @@ def decode_note(data: bytes | str) -> str:
         raise InputError("BINARY", "note contains NUL characters: binary data, not text")
     if not text.strip():
         raise InputError("EMPTY", "note is empty")
-    control = len(_CONTROL.findall(text))
+    # the characters of _CONTROL, counted on the UTF-8 bytes: they are single bytes there, and no byte of
+    # a multi-byte sequence (nor of the BOM) is below 0x80
+    control = len(raw) - len(raw.translate(None, _CONTROL_BYTES))
     if control > max(8, len(text) // 50):
         raise InputError("BINARY", "note is mostly control characters: binary data, not text")
     # keep every offset: CRLF becomes " \n" and a lone CR "\n", both the same length as before
+    if "\r" not in text:
+        return text
     return text.replace("\r\n", " \n").replace("\r", "\n")
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def parse_dos(value: str | date | None) -> date | None:
@@ -70,10 +79,15 @@ def parse_dos(value: str | date | None) -> date | None:
         return None
     if isinstance(value, date):
         return value
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+    return _parse_date(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_date(value: str) -> date:
+    if not _DATE.fullmatch(value):
         raise InputError("BAD_DATE", f"date_of_service must be YYYY-MM-DD, got {value!r}")
     try:
-        return date.fromisoformat(str(value))
+        return date.fromisoformat(value)
     except ValueError:
         raise InputError("BAD_DATE", f"date_of_service must be YYYY-MM-DD, got {value!r}") from None
 

@@ -191,63 +191,63 @@ def _append(
                     val.append(vv)
 
 
-# One feature name's columns: (numeric columns, {string value: columns}). A name maps to columns of one
-# kind (a row encoder) or of several kinds at once (the note-level encoder shared by all kinds).
-_Enc = dict[str, tuple[tuple[int, ...], dict[str, tuple[int, ...]]]]
+# One feature name's columns: (its numeric column or -1, {string value: its ``name=value`` column}).
+_Enc = dict[str, tuple[int, dict[str, int]]]
 
 
-def _encoder(columns: dict[str, int], sep: str, off: int, into: _Enc | None = None) -> _Enc:
+def _encoder(columns: dict[str, int], sep: str, off: int = 0) -> _Enc:
     """Column lookups by feature name and value (``name=value`` split at the first separator), with the
-    columns shifted by ``off``; added to ``into`` when given."""
-    enc: _Enc = {} if into is None else into
+    columns shifted by ``off``."""
+    enc: _Enc = {}
     for col, c in columns.items():
         name, has_sep, value = col.partition(sep)
-        nums, strs = enc.get(name, ((), {}))
+        num, strs = enc.get(name, (-1, {}))
         if has_sep:
-            strs[value] = (*strs.get(value, ()), off + c)
+            strs[value] = off + c
         else:
-            nums = (*nums, off + c)
-        enc[name] = (nums, strs)
+            num = off + c
+        enc[name] = (num, strs)
     return enc
 
 
 def _encode(
     row: dict[str, Any],
     enc: _Enc,
-    fallback: list[tuple[dict[str, int], str, int]],
+    fallback: tuple[dict[str, int], str, int],
     base: int,
+    ind: list[int],
     pos: list[int],
     val: list[float],
 ) -> None:
-    """:func:`_append` through precompiled lookups: the same (position, value) pairs, in the same order."""
+    """:func:`_append` through precompiled lookups: the positions of the ``name=value`` indicators in
+    ``ind`` (each adds 1.0), the numbers as (position, value) pairs in ``pos``/``val``."""
     get = enc.get
+    add = ind.append
     for k, v in row.items():
         e = get(k)
         if e is None:
             continue
         t = type(v)
         if t is str:
-            cs = e[1].get(v)
-            if cs is not None:
-                for c in cs:
-                    pos.append(base + c)
-                    val.append(1.0)
+            c = e[1].get(v)
+            if c is not None:
+                add(base + c)
         elif t in _NUMBER:
-            for c in e[0]:
+            c = e[0]
+            if c >= 0:
                 pos.append(base + c)
                 val.append(v)
         elif t in _SEQ:
             strs = e[1]
             if strs:
+                sget = strs.get
                 for vv in v:
-                    cs = strs.get(vv if type(vv) is str else f"{vv}")
-                    if cs is not None:
-                        for c in cs:
-                            pos.append(base + c)
-                            val.append(1.0)
+                    c = sget(vv) if type(vv) is str else sget(f"{vv}")
+                    if c is not None:
+                        add(base + c)
         else:
-            for cols, sep, off in fallback:
-                _append({k: v}, cols, sep, base + off, pos, val)
+            cols, sep, off = fallback
+            _append({k: v}, cols, sep, base + off, pos, val)
 
 
 class CompiledSet:
@@ -284,41 +284,46 @@ class CompiledSet:
         self.roots = {k: np.concatenate([r, np.full(width - len(r), dummy, dtype=np.intp)]) for k, r in roots.items()}
         self.width = col_off
         self.depth = max(m.depth for m in models.values())
-        # precompiled encoders: one per kind (its own block of columns), and one for the note-level
-        # features that fills the blocks of every kind at once
+        # precompiled encoders: one per kind, for its own block of the columns
         self.enc = {k: _encoder(m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
-        self.fallback = {k: [(m.columns, m.sep, self.col_off[k])] for k, m in models.items()}
-        self.enc_all: _Enc = {}
-        for k, m in models.items():
-            _encoder(m.columns, m.sep, self.col_off[k], self.enc_all)
-        self.fallback_all = [f for k in self.kinds for f in self.fallback[k]]
+        self.fallback = {k: (m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
         self.kind_ix = {k: i for i, k in enumerate(self.kinds)}
         self.root_mat = np.stack([self.roots[k] for k in self.kinds])
         self.init = [models[k].init for k in self.kinds]
         self.cal = [models[k].calibrators for k in self.kinds]
+        # the note-level space: every column name of every kind once, so that the features a note shares
+        # with all its rows are encoded once and then copied into each kind's block (src → dst)
+        seps = {m.sep for m in models.values()}
+        self.note_space: tuple[_Enc, tuple[dict[str, int], str, int], Any, Any, int] | None = None
+        if len(seps) == 1:
+            names: dict[str, int] = {}
+            src, dst = [], []
+            for k, m in models.items():
+                for col, c in m.columns.items():
+                    src.append(names.setdefault(col, len(names)))
+                    dst.append(self.col_off[k] + c)
+            sep = seps.pop()
+            self.note_space = (
+                _encoder(names, sep),
+                (names, sep, 0),
+                np.asarray(src, dtype=np.intp),
+                np.asarray(dst, dtype=np.intp),
+                max(1, len(names)),
+            )
 
     def _walk(
-        self,
-        n_shared: int,
-        spos: list[int],
-        sval: list[float],
-        shared_of_row: list[int],
-        kind_of_row: list[int],
-        pos: list[int],
-        val: list[float],
+        self, S: Any, shared_of_row: list[int], kind_of_row: list[int], ind: list[int], pos: list[int], val: list[float]
     ) -> list[float]:
-        """Decision function of each row: row ``i`` is its own encoded part plus shared vector
-        ``shared_of_row[i]`` (the two never fill the same column), evaluated with the trees of kind
+        """Decision function of each row: row ``i`` is its own encoded part plus row ``shared_of_row[i]`` of
+        the shared matrix ``S`` (the two never fill the same column), evaluated with the trees of kind
         ``kind_of_row[i]``."""
         import numpy as np
 
         W, r = self.width, len(kind_of_row)
-        # summed in float64 like DictVectorizer, then float32 like the trees
-        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=r * W).reshape(r, W)
-        if spos:
-            S = np.bincount(
-                np.asarray(spos, dtype=np.intp), weights=np.asarray(sval, dtype=np.float64), minlength=n_shared * W
-            ).reshape(n_shared, W)
+        # summed in float64 like DictVectorizer, then float32 like the trees (every column is either a
+        # count of indicators or one number, so the order of the additions does not matter)
+        X = _dense(ind, pos, val, r * W).reshape(r, W)
+        if S is not None:
             X += S[np.asarray(shared_of_row, dtype=np.intp)]
         X = X.astype(np.float32).ravel()
         idx = self.root_mat[np.asarray(kind_of_row, dtype=np.intp)]
@@ -335,8 +340,10 @@ class CompiledSet:
         """Decision function of every row, by kind. Row ``i`` of kind ``k`` is ``{**common[k], **parts[k][i]}``
         (the keys of the two must not overlap); the shared part is encoded once per kind."""
         W = self.width
+        ind: list[int] = []
         pos: list[int] = []
         val: list[float] = []
+        sind: list[int] = []
         spos: list[int] = []
         sval: list[float] = []
         shared_of_row: list[int] = []
@@ -348,17 +355,18 @@ class CompiledSet:
             if not rows:
                 continue
             enc, fb, ki = self.enc[kind], self.fallback[kind], self.kind_ix[kind]
-            _encode(common.get(kind) or {}, enc, fb, n_shared * W, spos, sval)
+            _encode(common.get(kind) or {}, enc, fb, n_shared * W, sind, spos, sval)
             for row in rows:
-                _encode(row, enc, fb, len(kind_of_row) * W, pos, val)
+                _encode(row, enc, fb, len(kind_of_row) * W, ind, pos, val)
                 shared_of_row.append(n_shared)
                 kind_of_row.append(ki)
                 order.append(kind)
             n_shared += 1
         if not kind_of_row:
             return {}
+        S = _dense(sind, spos, sval, n_shared * W).reshape(n_shared, W)
         out: dict[str, Any] = {}
-        for k, v in zip(order, self._walk(n_shared, spos, sval, shared_of_row, kind_of_row, pos, val), strict=True):
+        for k, v in zip(order, self._walk(S, shared_of_row, kind_of_row, ind, pos, val), strict=True):
             out.setdefault(k, []).append(v)
         return out
 
@@ -374,32 +382,41 @@ class CompiledSet:
         """Calibrated probabilities by kind for many notes in one tree walk. Each note is ``(note, parts)``:
         row ``i`` of kind ``k`` is ``{**note, **parts[k][i]}`` — the same numbers as
         ``predict(dict.fromkeys(kinds, note), parts)`` note by note."""
+        import numpy as np
+
+        if self.note_space is None:
+            return [self.predict(dict.fromkeys(self.kinds, note), parts) for note, parts in notes]
+        nenc, nfb, src, dst, NW = self.note_space
         W = self.width
+        ind: list[int] = []
         pos: list[int] = []
         val: list[float] = []
+        sind: list[int] = []
         spos: list[int] = []
         sval: list[float] = []
         shared_of_row: list[int] = []
         kind_of_row: list[int] = []
-        enc_all, fb_all = self.enc_all, self.fallback_all
         kinds = [(k, self.enc[k], self.fallback[k], self.kind_ix[k]) for k in self.kinds]
         counts: list[list[int]] = []
         for n, (note, parts) in enumerate(notes):
-            _encode(note, enc_all, fb_all, n * W, spos, sval)
+            _encode(note, nenc, nfb, n * NW, sind, spos, sval)
             cnt = []
             for kind, enc, fb, ki in kinds:
                 rows = parts.get(kind) or ()
                 cnt.append(len(rows))
                 for row in rows:
-                    _encode(row, enc, fb, len(kind_of_row) * W, pos, val)
+                    _encode(row, enc, fb, len(kind_of_row) * W, ind, pos, val)
                     shared_of_row.append(n)
                     kind_of_row.append(ki)
             counts.append(cnt)
-        out: list[dict[str, list[float]]] = []
         if not kind_of_row:
             return [{} for _ in notes]
-        raws = self._walk(len(notes), spos, sval, shared_of_row, kind_of_row, pos, val)
+        N = _dense(sind, spos, sval, len(notes) * NW).reshape(len(notes), NW)
+        S = np.zeros((len(notes), W))
+        S[:, dst] = N[:, src]
+        raws = self._walk(S, shared_of_row, kind_of_row, ind, pos, val)
         cal = self.cal
+        out: list[dict[str, list[float]]] = []
         i = 0
         for cnt in counts:
             res: dict[str, list[float]] = {}
@@ -412,8 +429,21 @@ class CompiledSet:
         return out
 
 
+def _dense(ind: list[int], pos: list[int], val: list[float], size: int) -> Any:
+    """A flat float64 vector of ``size``: 1.0 added at each position of ``ind``, ``val[i]`` at ``pos[i]``."""
+    import numpy as np
+
+    X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=size)
+    if ind:
+        X += np.bincount(np.asarray(ind, dtype=np.intp), minlength=size)
+    return X
+
+
 def _calibrate(cal: list[tuple[float, float]], f: float) -> float:
     """The mean of the sigmoid calibrators' probabilities for decision value ``f``."""
+    if len(cal) == 1:  # the same number as the mean below: 0 + p and p / 1 are p
+        a, b = cal[0]
+        return _expit(-(a * f + b))
     return sum(_expit(-(a * f + b)) for a, b in cal) / len(cal)
 
 
