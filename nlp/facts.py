@@ -366,6 +366,7 @@ class _Note:
         self._cues: dict[int, bool] = {}
         self._blocks: dict[int, str | None] = {}
         self._mstarts: list[int] | None = None
+        self._doses: dict[int, list[dict[str, Any]]] = {}
         self._headers: list[tuple[int, int, str]] | None = None
 
     def muscles_after(self, pos: int) -> list[dict[str, Any]]:
@@ -401,6 +402,13 @@ class _Note:
                     cue = any(k in low for k in _CUE_WORDS) and bool(_INJECT_CUE.search(seg)) or bool(_DIGIT_U.search(seg))
             self._cues[i] = cue
         return cue
+
+    def doses_in(self, i: int) -> list[dict[str, Any]]:
+        """The DOSE and VOLUME mentions of segment ``i``, by start."""
+        doses = self._doses.get(i)
+        if doses is None:
+            doses = self._doses[i] = [a for a in self.by_seg.get(i, ()) if a["label"] in ("DOSE", "VOLUME")]
+        return doses
 
     def seg_text(self, i: int) -> str:
         if i < 0:
@@ -618,6 +626,10 @@ _BARE = re.compile(
 _LIST_LINE = re.compile(r"^[ \t]*(?:[-*•·>]|\d+[.)]|\[[xX ]?\]|[LR]\b|(?:left|right|lt|rt)\b|[RL][UL]E\b)", re.IGNORECASE)
 
 
+_ROW_NUMBER = re.compile(r"\|\s*(\d+(?:\.\d+)?)\s*(?:u|units?)?\s*(?=\||$)", re.IGNORECASE)
+_PAREN_UNITS = re.compile(r"\s*\(\s*(\d+(?:\.\d+)?)\s*(?:units?|u)\b", re.IGNORECASE)
+
+
 def _bare_dose(note: _Note, m: dict[str, Any], limit: int) -> float | None:
     """A number with no unit right after a muscle in a dosing list ("L FCR 25", "MG 100 | LG 100"): units."""
     text = note.text
@@ -626,15 +638,16 @@ def _bare_dose(note: _Note, m: dict[str, Any], limit: int) -> float | None:
         line_end = text.find("\n", m["end"])
         row = text[m["end"] : line_end if line_end >= 0 else len(text)]
         if "|" in row:  # "| OO | L | 25 |": the row's one number is the dose
-            nums = re.findall(r"\|\s*(\d+(?:\.\d+)?)\s*(?:u|units?)?\s*(?=\||$)", row, re.IGNORECASE)
+            nums = _ROW_NUMBER.findall(row)
             if len(nums) == 1 and 0 < float(nums[0]) <= 2000:
                 return float(nums[0])
         return None
     line_start = text.rfind("\n", 0, m["start"]) + 1
     line_end = text.find("\n", m["end"])
     line = text[line_start : line_end if line_end >= 0 else len(text)]
-    in_line = [x for x in note.labels("MUSCLE") if line_start <= x["start"] < line_start + len(line)]
-    if len(in_line) < 2 and not _LIST_LINE.match(line):
+    starts = note.muscle_starts()  # muscles starting in the line
+    in_line = bisect.bisect_left(starts, line_start + len(line)) - bisect.bisect_left(starts, line_start)
+    if in_line < 2 and not _LIST_LINE.match(line):
         return None
     value = float(bm.group(1))
     return value if 0 < value <= 2000 else None
@@ -643,7 +656,9 @@ def _bare_dose(note: _Note, m: dict[str, Any], limit: int) -> float | None:
 def _dosing_line(note: _Note, seg: int) -> bool:
     """A line listing two or more muscles each followed by a number ("MG 100 | LG 100 | Sol 120")."""
     pairs = 0
-    for x in note.by_seg.get(seg, ()):
+    if "MUSCLE" not in note.seg_labels.get(seg, ()):
+        return False
+    for x in note.by_seg[seg]:
         if x["label"] == "MUSCLE" and _BARE.match(note.text, x["end"], x["end"] + 40):
             pairs += 1
             if pairs >= 2:
@@ -657,24 +672,24 @@ def _dose_for(
     """Units injected at muscle mention ``m`` (per side), and the dose span used."""
     seg = m["ctx"]["segment"]
     text = note.text
-    limit_after = nxt["start"] if nxt is not None and nxt["ctx"]["segment"] == seg else note.segs.ranges[seg][1]
-    cands = sorted(
-        (a for a in note.by_seg.get(seg, ()) if a["label"] in ("DOSE", "VOLUME") and a["start"] not in used),
-        key=lambda a: a["start"],
-    )
-    after = [a for a in cands if m["end"] <= a["start"] < limit_after and a["start"] - m["end"] <= 60]
-    lower = prev["end"] if prev is not None and prev["ctx"]["segment"] == seg else note.segs.ranges[seg][0]
-    before = [a for a in cands if lower <= a["start"] and a["end"] <= m["start"] and m["start"] - a["end"] <= 45]
+    start, end = m["start"], m["end"]
+    seg_range = note.segs.ranges[seg]
+    limit_after = nxt["start"] if nxt is not None and nxt["ctx"]["segment"] == seg else seg_range[1]
+    lower = prev["end"] if prev is not None and prev["ctx"]["segment"] == seg else seg_range[0]
+    before = after = None  # the last candidate dose before the muscle, the first after it
+    for a in note.doses_in(seg):
+        a_start = a["start"]
+        if a_start in used:
+            continue
+        if after is None and end <= a_start < limit_after and a_start - end <= 60:
+            after = a
+        if lower <= a_start and a["end"] <= start and start - a["end"] <= 45:
+            before = a
     pick = None
-    if before:
-        a = before[-1]
-        if _CONNECT_BEFORE.fullmatch(text[a["end"] : m["start"]]):
-            pick = a
-    if pick is None and after:
-        a = after[0]
-        gap = text[m["end"] : a["start"]]
-        if _CONNECT_AFTER.fullmatch(gap):
-            pick = a
+    if before is not None and _CONNECT_BEFORE.fullmatch(text[before["end"] : start]):
+        pick = before
+    if pick is None and after is not None and _CONNECT_AFTER.fullmatch(text[end : after["start"]]):
+        pick = after
     if pick is None:
         return _bare_dose(note, m, limit_after), None
     if pick["label"] == "DOSE":
@@ -684,7 +699,7 @@ def _dose_for(
     cm = [c for c in note.labels("CONC") if pick["end"] <= c["start"] <= pick["end"] + 12 and c.get("units_per_ml")]
     if ml and cm:
         return float(ml) * float(cm[0]["units_per_ml"]), pick
-    paren = re.match(r"\s*\(\s*(\d+(?:\.\d+)?)\s*(?:units?|u)\b", follow, re.IGNORECASE)
+    paren = _PAREN_UNITS.match(follow)
     if ml and paren:
         return float(paren.group(1)), pick
     if ml and conc and not note.seg_has(seg, "AGENT"):
@@ -767,11 +782,16 @@ def _injections(note: _Note, f: Facts) -> None:
     used: set[int] = set()
     prev: dict[str, Any] | None = None
     seen: dict[tuple[str, str | None], int] = {}
-    toxin_segments = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab)}
+    # segments naming the toxin or a dose
+    toxin_segments = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN", "DOSE") for a in note.labels(lab)}
     block_cue: dict[int, int | None] | None = None  # computed only when a muscle's own sentence has no cue
     regions_in_note = {r for m in mentions for r in m["regions"] if len(m["ids"]) == 1}
+    has_cue = note.has_cue
+    seg_labels = note.seg_labels
+    injections = f.injections
+    n_mentions = len(mentions)
     for idx, m in enumerate(mentions):
-        nxt = mentions[idx + 1] if idx + 1 < len(mentions) else None
+        nxt = mentions[idx + 1] if idx + 1 < n_mentions else None
         side, side_rule = _side_for(note, m, prev, None)
         m["side"] = side
         before_m, prev = prev, m
@@ -780,22 +800,21 @@ def _injections(note: _Note, f: Facts) -> None:
         if reason is None and _LANDMARK.match(text[m["end"] : m["end"] + 25]):
             reason = "landmark"
         if reason is None:
-            if note.has_cue(seg):
+            cue = has_cue(seg)
+            if cue:
                 head: int | None = seg
             else:
                 if block_cue is None:
                     block_cue = _block_cues(note)
                 head = block_cue.get(seg)
-            has_toxin = seg in toxin_segments or note.seg_has(seg, "DOSE")
-            other_agent = any(x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(seg, ()))
+            has_toxin = seg in toxin_segments
+            other_agent = note.has_agent(seg, "other")
             if head is not None and head != seg and not has_toxin:
-                has_toxin = head in toxin_segments or note.seg_has(head, "DOSE")
-                other_agent = other_agent or any(
-                    x["label"] == "AGENT" and x.get("agent_class") == "other" for x in note.by_seg.get(head, ())
-                )
-            if (other_agent or note.seg_has(seg, "AGENT")) and not has_toxin:
+                has_toxin = head in toxin_segments
+                other_agent = other_agent or note.has_agent(head, "other")
+            if (other_agent or "AGENT" in seg_labels.get(seg, ())) and not has_toxin:
                 reason = "other injectate"
-            elif not (note.has_cue(seg) or head is not None or (f.toxin_today and _dosing_line(note, seg))):
+            elif not (cue or head is not None or (f.toxin_today and _dosing_line(note, seg))):
                 reason = "no injection documented"
         if reason is not None:
             f.excluded.append(Excluded("MUSCLE", m["text"], reason, m["start"]))
@@ -818,26 +837,20 @@ def _injections(note: _Note, f: Facts) -> None:
             and _DIVIDED.search(text[max(0, dose_span["start"] - 25) : dose_span["end"] + 25])
         ):
             units = units / 2
+        ev = _ev(text, m)
         for s in sides:
             key = (mus.muscle_id, s)
-            inj = Injection(
-                muscle_id=mus.muscle_id,
-                name=mus.name,
-                region=mus.region,
-                side=s,
-                units=units,
-                count_ids=mus.count_ids,
-                is_group=mus.is_group,
-                evidence=_ev(text, m),
-                side_rule=side_rule,
-            )
             if key in seen:
-                old = f.injections[seen[key]]
-                if old.units is None and units is not None:
-                    f.injections[seen[key]] = inj
+                k = seen[key]
+                if injections[k].units is None and units is not None:
+                    injections[k] = Injection(
+                        mus.muscle_id, mus.name, mus.region, s, units, mus.count_ids, mus.is_group, ev, side_rule
+                    )
                 continue
-            seen[key] = len(f.injections)
-            f.injections.append(inj)
+            seen[key] = len(injections)
+            injections.append(
+                Injection(mus.muscle_id, mus.name, mus.region, s, units, mus.count_ids, mus.is_group, ev, side_rule)
+            )
     _mirror_sides(note, f)
     _cancellation(note, f)
 
@@ -1265,23 +1278,29 @@ _REGION_WORDS = (
 )
 
 
+_REGION_WORDS_LOW = tuple((re.compile(rx.pattern), regions) for rx, regions in _REGION_WORDS)  # on ``_Note.low``
+
+
 def _guidance(note: _Note, f: Facts) -> None:
     """Guidance methods, and which injections each one guided.
 
     A mention guides the injections in its own sentence; failing that, the regions it names ("EMG
     for the neck"); failing that, the list it heads ("Neck - EMG guided:"); otherwise the session."""
     text = note.text
+    mentions = note.labels("GUIDANCE")
+    if not mentions:
+        return  # every injection keeps guidance None
     scoped: dict[int, list[str]] = {}
     session: list[str] = []
     by_seg_inj: dict[int, list[int]] = {}
+    seg_index = note.segs.index
     for k, i in enumerate(f.injections):
-        by_seg_inj.setdefault(note.segs.index(i.evidence.start), []).append(k)
-    for a in note.labels("GUIDANCE"):
+        by_seg_inj.setdefault(seg_index(i.evidence.start), []).append(k)
+    for a in mentions:
         seg = a["ctx"]["segment"]
-        neuro_only = (
-            note.seg_has(seg, "NERVE")
-            or any(x["label"] == "AGENT" and x.get("agent_class") == "neurolytic" for x in note.by_seg.get(seg, ()))
-        ) and not (note.seg_has(seg, "PRODUCT", "TOXIN", "MUSCLE", "DOSE"))
+        neuro_only = (note.seg_has(seg, "NERVE") or note.has_agent(seg, "neurolytic")) and not (
+            note.seg_has(seg, "PRODUCT", "TOXIN", "MUSCLE", "DOSE")
+        )
         if neuro_only:
             continue
         ctx = a["ctx"]
@@ -1298,8 +1317,9 @@ def _guidance(note: _Note, f: Facts) -> None:
         if not targets:
             s0, e0 = note.segs.ranges[seg]
             best = None
-            for rx, regions in _REGION_WORDS:
-                for m in rx.finditer(text, s0, e0):
+            haystack = note.low if note.exact else text
+            for rx, regions in _REGION_WORDS_LOW if note.exact else _REGION_WORDS:
+                for m in rx.finditer(haystack, s0, e0):
                     dist = abs(m.start() - a["start"])
                     if best is None or dist < best[0]:
                         best = (dist, regions)
@@ -1333,7 +1353,20 @@ def _guidance(note: _Note, f: Facts) -> None:
             chosen = el[0] if el else ("ultrasound" if "ultrasound" in methods else "none")
         else:
             chosen = default
-        out.append(replace(inj, guidance=chosen))
+        if chosen != inj.guidance:
+            inj = Injection(
+                inj.muscle_id,
+                inj.name,
+                inj.region,
+                inj.side,
+                inj.units,
+                inj.count_ids,
+                inj.is_group,
+                inj.evidence,
+                inj.side_rule,
+                chosen,
+            )
+        out.append(inj)
     f.injections = out
 
 
