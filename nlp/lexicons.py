@@ -55,7 +55,7 @@ _NOT_ALNUM_ASCII = str.maketrans({chr(c): " " for c in range(128) if chr(c) not 
 
 
 @dataclass(frozen=True, slots=True)
-class _Lowered:
+class Lowered:
     """A note lower-cased, and its words: ``padded`` is `` low `` with every run of characters other
     than ``[a-z0-9]`` blanked, so `` word `` finds a whole word; ``words`` are its words in order."""
 
@@ -64,10 +64,10 @@ class _Lowered:
     words: list[str]
 
 
-_last_lowered: tuple[str | None, _Lowered | None] = (None, None)
+_last_lowered: tuple[str | None, Lowered | None] = (None, None)
 
 
-def lowered(text: str) -> _Lowered | None:
+def lowered(text: str) -> Lowered | None:
     """The lower-cased index of ``text`` (None when the fast path does not apply). The last note's
     index is kept, so the lexicons and scanners that read one note build it once."""
     global _last_lowered
@@ -77,14 +77,14 @@ def lowered(text: str) -> _Lowered | None:
     if text.isascii():
         low = text.lower()
         padded = " " + low.translate(_NOT_ALNUM_ASCII) + " "
-        out: _Lowered | None = _Lowered(low, padded, padded.split())
+        out: Lowered | None = Lowered(low, padded, padded.split())
     else:
         low = text.lower()
         if len(low) != len(text) or _CASE_UNSAFE.search(text) is not None:
             out = None
         else:
             padded = " " + _NOT_ALNUM.sub(" ", low) + " "
-            out = _Lowered(low, padded, padded.split())
+            out = Lowered(low, padded, padded.split())
     _last_lowered = (text, out)
     return out
 

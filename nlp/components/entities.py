@@ -5,13 +5,17 @@ GUIDANCE, DX (diagnosis concept), CODE (a code listed in the note), DATE (date o
 Each span's ``._.btx`` dict holds its attributes (ids, method, concept …).
 """
 
+import functools
 import re
+from bisect import bisect_left, bisect_right
 
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
 from nlp import lexicons
+from nlp.components.base import _NO_SPAN as NO_SPAN
 from nlp.components.base import MENTIONS, add_mention, doc_text, ensure_extensions
+from nlp.components.base import _token_starts as token_starts
 
 # codes a note may list: CPT (5 digits), HCPCS (letter + 4 digits), ICD-10-CM, ICD-9-CM
 _CPT = re.compile(
@@ -25,58 +29,155 @@ _DATE_VALUE = (
     r"(?P<value>\d{4}-\d{2}-\d{2}|\d{1,2}[/-]\d{1,2}[/-]\d{2,4}|"
     rf"(?:{_MONTHS})[a-z]*\.? \d{{1,2}},? \d{{4}}|\d{{1,2}} (?:{_MONTHS})[a-z]* \d{{4}})"
 )
-_DOS = re.compile(
-    r"\b(?:date of service|dos|date of procedure|procedure date|service date|date of visit|visit date|"
-    r"date of injection|injection date|encounter date|date)\b\s*[:#=-]?\s*" + _DATE_VALUE,
-    re.IGNORECASE,
+_DOS_LABELS = (
+    "date of service|dos|date of procedure|procedure date|service date|date of visit|visit date|"
+    "date of injection|injection date|encounter date|date"
 )
+_DOS = re.compile(r"\b(?:" + _DOS_LABELS + r")\b\s*[:#=-]?\s*" + _DATE_VALUE, re.IGNORECASE)
+
+# The same patterns written to start with a character class, so the regex engine skips in C to the
+# few characters a match can start with (a look-behind first makes it try every position): the
+# look-behind moves after that character and looks at one more. Same matches (tests compare them).
+_CPT_FAST = re.compile(
+    r"(?P<code>[\dA-V](?<![\w.,/-][\dA-V])\d{4})(?:-(?P<mod>\d{2}|[A-Z]{2}|[A-Z]\d))?"
+    r"(?:\s*(?:x|X|×|times|\*)\s*(?P<units>\d+|one|two|three|four|five|six)\b)?(?![\w/])"
+)
+_ICD10_FAST = re.compile(r"(?P<code>[A-TV-Z](?<![\w.][A-TV-Z])\d[0-9AB](?:\.[0-9A-Z]{1,4})?)(?!\w|\.\w)")
+_ICD9_FAST = re.compile(r"(?P<code>[V\d](?<![\w.][V\d])\d{2}\.\d{1,2})(?!\w|\.\d)")
 
 
 def _add(doc: Doc, spans: list, start: int, end: int, label: str, attrs: dict) -> None:
     add_mention(doc, spans, start, end, label, attrs)
 
 
+_AGENT = "agent"
+_GUIDANCE = "guidance"
+
+
+@functools.cache
+def _pattern_row(group: str) -> tuple[str, dict[str, str | None]]:
+    """(label, attrs) of the agents/guidance/diagnoses row behind a scanner match's group name."""
+    _, rows = lexicons.entity_patterns()
+    kind, row = rows[int(group[1:].split("_")[0])]
+    if kind == _AGENT:
+        label = "TOXIN" if row["agent_class"] == "toxin" else "AGENT"
+        return label, {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]}
+    if kind == _GUIDANCE:
+        return "GUIDANCE", {"method": row["method"], "rule_id": row["rule_id"]}
+    return "DX", {"concept": row["concept"], "rule_id": row["rule_id"]}
+
+
+# On an ASCII note every match of these patterns starts a word (a look-behind or \b excludes a
+# letter or digit before it), and that word has a known shape: CPT/HCPCS starts with a code, an
+# ICD code's word is its first three characters, a date of service starts with a label's first word.
+# So the patterns run anchored only at such words, as finditer would meet them.
+_CODE_SHAPES = (
+    (re.compile(r"[0-9a-v][0-9]{4}"), _CPT),
+    (re.compile(r"[a-tv-z][0-9][0-9ab]$"), _ICD10),
+    (re.compile(r"[v0-9][0-9]{2}$"), _ICD9),
+)
+_DOS_WORDS = frozenset(label.split()[0] for label in _DOS_LABELS.split("|"))
+# word → (" word ", the patterns that may start there: 0-2 codes, 3 date of service), or ()
+_code_words: dict[str, tuple[str, tuple[int, ...]] | tuple[()]] = {}
+
+
+def _code_word(word: str) -> tuple[str, tuple[int, ...]] | tuple[()]:
+    kinds = tuple(k for k, (shape, _) in enumerate(_CODE_SHAPES) if shape.match(word))
+    if word in _DOS_WORDS:
+        kinds += (3,)
+    return (f" {word} ", kinds) if kinds else ()
+
+
+def _code_matches(text: str, ix: lexicons.Lowered) -> list[list[re.Match[str]]]:
+    """finditer of _CPT, _ICD10, _ICD9 and _DOS on an ASCII note, tried only at the words that fit."""
+    words = ix.words
+    keys = list(map(_code_words.get, words))
+    if None in keys:
+        if len(_code_words) > 200_000:
+            _code_words.clear()
+        for i, k in enumerate(keys):
+            if k is None:
+                keys[i] = _code_words[words[i]] = _code_word(words[i])
+    out: list[list[re.Match[str]]] = [[], [], [], []]
+    ends = [0, 0, 0, 0]
+    rxs = (_CPT, _ICD10, _ICD9, _DOS)
+    padded = ix.padded
+    cursor = 0
+    for key, kinds in filter(None, keys):
+        pos = padded.find(key, cursor)
+        cursor = pos + len(key) - 1
+        for k in kinds:
+            if pos >= ends[k]:
+                m = rxs[k].match(text, pos)
+                if m is not None:
+                    out[k].append(m)
+                    ends[k] = m.end()
+    return out
+
+
 def find_entities(doc: Doc) -> list:
     """All lexicon mentions of ``doc`` as labelled spans with attributes."""
     text = doc_text(doc)
-    spans: list = []
+    found: list[tuple[int, int, str, dict]] = []
+    add = found.append
     nerve_hits = lexicons.nerve_lexicon().find(text)
-    nerve_ranges = [(s, e) for s, e, _ in nerve_hits]
     for s, e, ids in nerve_hits:
-        _add(doc, spans, s, e, "NERVE", {"ids": ids})
+        add((s, e, "NERVE", {"ids": ids}))
     muscles = lexicons.muscles()
-    for s, e, ids in lexicons.muscle_lexicon().find(text):
-        if any(ns <= s < ne for ns, ne in nerve_ranges):
-            continue
-        regions = sorted({muscles[i].region for i in ids})
-        _add(doc, spans, s, e, "MUSCLE", {"ids": ids, "regions": regions})
+    muscle_hits = lexicons.muscle_lexicon().find(text)
+    if nerve_hits:
+        nerve_ranges = [(s, e) for s, e, _ in nerve_hits]
+        muscle_hits = [h for h in muscle_hits if not any(ns <= h[0] < ne for ns, ne in nerve_ranges)]
+    for s, e, ids in muscle_hits:
+        add((s, e, "MUSCLE", {"ids": ids, "regions": sorted({muscles[i].region for i in ids})}))
     for s, e, ids in lexicons.product_lexicon().find(text):
-        _add(doc, spans, s, e, "PRODUCT", {"product": ids[0]})
-    scanner, rows = lexicons.entity_patterns()
+        add((s, e, "PRODUCT", {"product": ids[0]}))
+    scanner, _ = lexicons.entity_patterns()
     for m in scanner.finditer(text):
-        kind, row = rows[lexicons.row_of(m)]
-        if kind == "agent":
-            label = "TOXIN" if row["agent_class"] == "toxin" else "AGENT"
-            attrs = {"agent_class": row["agent_class"], "serotype": row["serotype"] or None, "rule_id": row["rule_id"]}
-            _add(doc, spans, m.start(), m.end(), label, attrs)
-        elif kind == "guidance":
-            _add(doc, spans, m.start(), m.end(), "GUIDANCE", {"method": row["method"], "rule_id": row["rule_id"]})
-        else:
-            _add(doc, spans, m.start(), m.end(), "DX", {"concept": row["concept"], "rule_id": row["rule_id"]})
-    for m in _CPT.finditer(text):
-        _add(
-            doc,
-            spans,
-            m.start(),
-            m.end(),
-            "CODE",
-            {"code": m.group("code"), "modifier": m.group("mod"), "units_text": m.group("units"), "kind": "procedure"},
-        )
-    for rx, kind in ((_ICD10, "ICD-10-CM"), (_ICD9, "ICD-9-CM")):
-        for m in rx.finditer(text):
-            _add(doc, spans, m.start(), m.end(), "CODE", {"code": m.group("code"), "kind": kind})
-    for m in _DOS.finditer(text):
-        _add(doc, spans, m.start("value"), m.end("value"), "DATE", {"value": m.group("value")})
+        label, attrs = _pattern_row(m.lastgroup)
+        add((m.start(), m.end(), label, dict(attrs)))
+    ix = lexicons.lowered(text) if text.isascii() else None
+    if ix is not None:
+        cpt, icd10, icd9, dos = _code_matches(text, ix)
+    else:
+        cpt, icd10, icd9 = (list(rx.finditer(text)) for rx in (_CPT_FAST, _ICD10_FAST, _ICD9_FAST))
+        dos = list(_DOS.finditer(text))
+    for m in cpt:
+        code, mod, units = m.group("code", "mod", "units")
+        add((m.start(), m.end(), "CODE", {"code": code, "modifier": mod, "units_text": units, "kind": "procedure"}))
+    for ms, kind in ((icd10, "ICD-10-CM"), (icd9, "ICD-9-CM")):
+        for m in ms:
+            add((m.start(), m.end(), "CODE", {"code": m.group("code"), "kind": kind}))
+    for m in dos:
+        add((m.start("value"), m.end("value"), "DATE", {"value": m.group("value")}))
+    return _mentions(doc, text, found)
+
+
+def _mentions(doc: Doc, text: str, found: list[tuple[int, int, str, dict]]) -> list:
+    """:func:`nlp.components.base.add_mention` for each ``found`` mention, in order: the span group's
+    spans (token-aligned; a mention covering no token is dropped) and the attribute dicts."""
+    starts = token_starts(doc)
+    mentions = doc.user_data.setdefault(MENTIONS, [])
+    spans: list = []
+    for start, end, label, attrs in found:
+        span = None
+        if label not in NO_SPAN:
+            i = bisect_right(starts, start) - 1
+            j = bisect_left(starts, end)
+            if i < 0:
+                i = 0
+            if j <= i:
+                continue
+            span = Span(doc, i, j, label=label)
+        elif end <= start:
+            continue
+        attrs["label"] = label
+        attrs["start"] = start
+        attrs["end"] = end
+        attrs["text"] = text[start:end]
+        mentions.append(attrs)
+        if span is not None:
+            spans.append(span)
     return spans
 
 

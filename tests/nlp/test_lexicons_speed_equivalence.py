@@ -115,3 +115,33 @@ def test_scanner_prefix_analysis() -> None:
     out = set()
     lexicons._starts(list(lexicons._sre_parse.parse(r"\b(?:left|right) mca\b", re.I).data), "", out)
     assert out == {("left mca", False), ("right mc", False)}  # eight characters at most
+
+
+def test_code_and_date_patterns_match_their_fast_forms() -> None:
+    from nlp.components import entities as E
+
+    rng = random.Random(11)
+    alphabet = "0123456789" * 4 + "ABVXZ.,/-x×* \n:#=" + "\u0663\u0664\u00a0" + "Date of service DOS Jan March sept "
+    texts = [p.read_text(encoding="utf-8") for p in NOTES[:40]]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 60))) for _ in range(4000)]
+    texts += ["DOS: 3/4/2021 date of Service 2020-01-02 64615, J0585 x 2 G24.3 333.83 V12.5 Mar 3, 2020"]
+    texts += ["Procedure date 1/2/2003 procedure Date: 2004-05-06; visit date: 7 Jul 2008 J0585x2 64616times 3"]
+
+    def spans(ms: list[re.Match[str]], *groups: str) -> list[tuple]:
+        return [(m.span(), *(m.span(g) for g in groups), m.group(*groups)) for m in ms]
+
+    patterns = (
+        (E._CPT, E._CPT_FAST, ("code", "mod", "units")),
+        (E._ICD10, E._ICD10_FAST, ("code",)),
+        (E._ICD9, E._ICD9_FAST, ("code",)),
+        (E._DOS, None, ("value",)),
+    )
+    for text in texts:
+        ix = lexicons.lowered(text) if text.isascii() else None
+        by_words = E._code_matches(text, ix) if ix is not None else None
+        for k, (slow, fast, groups) in enumerate(patterns):
+            want = spans(list(slow.finditer(text)), *groups)
+            if fast is not None:
+                assert want == spans(list(fast.finditer(text)), *groups), text
+            if by_words is not None:
+                assert want == spans(by_words[k], *groups), text
