@@ -124,14 +124,25 @@ class _Eras:
 _ERAS: dict[int, _Eras] = {}
 
 
+def _eras(rows: tuple[Row, ...]) -> _Eras:
+    eras = _ERAS.get(id(rows))
+    if eras is None or eras.rows is not rows:
+        eras = _ERAS[id(rows)] = _Eras(rows)
+    return eras
+
+
+def era(rows: tuple[Row, ...], dos: date) -> int:
+    """For a cached table (a tuple of rows): a number that is the same for two dates exactly when the same
+    rows are in force on both (before options), to key caches of what is derived from the rows in force."""
+    return bisect_right(_eras(rows).cuts, dos)
+
+
 def active(rows: Iterable[Row], dos: date, options: Iterable[str] = ()) -> list[Row]:
     """Rows in force on ``dos`` under the given profile options."""
     opts = tuple(options)
     if type(rows) is not tuple:
         return [r for r in rows if is_active(r, dos, opts)]
-    eras = _ERAS.get(id(rows))
-    if eras is None or eras.rows is not rows:
-        eras = _ERAS[id(rows)] = _Eras(rows)
+    eras = _eras(rows)
     key = (bisect_right(eras.cuts, dos), opts)
     got = eras.cache.get(key)
     if got is None:

@@ -12,7 +12,7 @@ import functools
 from datetime import date
 
 from nlp.facts import Diagnosis, Evidence, Facts
-from nlp.loaders import Row, is_active, split, table
+from nlp.loaders import Row, era, is_active, split, table
 from nlp.mapping.model import Claim, DiagnosisCode
 
 ICD10_START = date(2015, 10, 1)
@@ -91,7 +91,22 @@ def _icd_by_concept() -> dict[tuple[str, str], list[tuple[Row, dict[str, str], s
 _DEFAULT_ZERO = frozenset(("intractable", "status", "aura", "secondary", "chronic"))
 
 
+_PICKED: dict[tuple[str, str, int, tuple[tuple[str, str], ...], tuple[str, ...]], Row | None] = {}
+
+
 def _pick(concept: str, quals: dict[str, str], dos: date, options: tuple[str, ...]) -> Row | None:
+    """The most specific row of ``codes/icd.csv`` for a concept and its qualifiers (remembered per era of
+    the table, qualifiers and options)."""
+    key = (concept, code_system(dos), era(table("codes/icd.csv"), dos), tuple(sorted(quals.items())), tuple(options))
+    if key in _PICKED:
+        return _PICKED[key]
+    if len(_PICKED) > 65536:
+        _PICKED.clear()
+    got = _PICKED[key] = _pick_row(concept, quals, dos, options)
+    return got
+
+
+def _pick_row(concept: str, quals: dict[str, str], dos: date, options: tuple[str, ...]) -> Row | None:
     best, best_n = None, -1
     for r, need, opt, n in _icd_by_concept().get((concept, code_system(dos)), ()):
         if not is_active(r, dos):
@@ -194,7 +209,7 @@ def diagnosis_codes(
     regions = {i.region for i in facts.injections}
     if visit_only:
         regions = {"*"} | {r for s in _supports().values() for r in s}
-    if any(r in ("upper_extremity", "lower_extremity") for r in regions):
+    if "upper_extremity" in regions or "lower_extremity" in regions:
         regions.add("extremity")
     if facts.migraine_protocol:
         regions.add("migraine")

@@ -8,7 +8,7 @@ from datetime import date
 
 from nlp import lexicons
 from nlp.facts import Facts
-from nlp.loaders import Row, active, is_active, table
+from nlp.loaders import Row, active, era, is_active, table
 from nlp.mapping.model import Claim, ClaimLine
 
 EPS = 1e-9
@@ -27,6 +27,19 @@ def _hcpcs_for(product: str, dos: date) -> Row | None:
         if is_active(r, dos):
             return r
     return None
+
+
+_RULES: dict[tuple[int, tuple[str, ...]], dict[str, Row]] = {}
+
+
+def _drug_rules(dos: date, options: tuple[str, ...]) -> dict[str, Row]:
+    """Drug rows in force by kind (the last row of a kind wins); built once per era of the table and options."""
+    rows = table("rules/drug.csv")
+    key = (era(rows, dos), tuple(options))
+    got = _RULES.get(key)
+    if got is None:
+        got = _RULES[key] = {r["kind"]: r for r in active(rows, dos, options)}
+    return got
 
 
 def _unclassified() -> Row:
@@ -97,7 +110,7 @@ def drug_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) 
         per = 1.0
     else:
         per = float(hrow["units_per_billing_unit"])
-    rules = {r["kind"]: r for r in active(table("rules/drug.csv"), dos, options)}
+    rules = _drug_rules(dos, options)
     admin_bu = math.ceil(admin / per - EPS)
     source = {
         "stated_total": "stated total",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from nlp.facts import Evidence, Facts, Injection
-from nlp.loaders import Row, active, split, table
+from nlp.loaders import Row, active, era, split, table
 from nlp.mapping.model import Claim, ClaimLine
 
 EXTREMITY = {"upper_extremity": "upper", "lower_extremity": "lower"}
@@ -51,7 +51,23 @@ def _region_of(inj: Injection, options: tuple[str, ...]) -> str:
 
 
 def _rules_for(region: str, dos: date, options: tuple[str, ...]) -> list[Row]:
-    return [r for r in active(table("rules/chemodenervation.csv"), dos, options) if r["region"] == region]
+    return list(_rules_by_region(dos, options).get(region, ()))
+
+
+_BY_REGION: dict[tuple[int, tuple[str, ...]], dict[str, tuple[Row, ...]]] = {}
+
+
+def _rules_by_region(dos: date, options: tuple[str, ...]) -> dict[str, tuple[Row, ...]]:
+    """Chemodenervation rows in force by region, in table order; built once per era of the table and options."""
+    rows = table("rules/chemodenervation.csv")
+    key = (era(rows, dos), tuple(options))
+    got = _BY_REGION.get(key)
+    if got is None:
+        out: dict[str, list[Row]] = {}
+        for r in active(rows, dos, options):
+            out.setdefault(r["region"], []).append(r)
+        got = _BY_REGION[key] = {k: tuple(v) for k, v in out.items()}
+    return got
 
 
 def _band(rows: list[Row], role: str, count: int) -> Row | None:
@@ -251,8 +267,10 @@ def _extremity_lines(facts: Facts, rows: list[Row], options: tuple[str, ...]) ->
 
 def neurolysis_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: Claim) -> list[ClaimLine]:
     """C13: 64640, one unit per nerve per side, RT/LT."""
-    rows = [r for r in active(table("rules/chemodenervation.csv"), dos, options) if r["region"] == "nerve"]
-    if not rows or not facts.nerves:
+    if not facts.nerves:
+        return []
+    rows = _rules_for("nerve", dos, options)
+    if not rows:
         return []
     row = rows[0]
     by_side: dict[str, list] = defaultdict(list)
@@ -270,6 +288,19 @@ def neurolysis_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: C
             _line(row, len(nerves), mods, [n.evidence for n in nerves], f"{names} ({where}): {row['reason']}", kind="neurolysis")
         )
     return lines
+
+
+_GUIDANCE: dict[tuple[int, tuple[str, ...]], dict[str, Row]] = {}
+
+
+def _guidance_rows(dos: date, options: tuple[str, ...]) -> dict[str, Row]:
+    """Guidance rows in force by method (the last row of a method wins); built once per era and options."""
+    rows = table("rules/guidance.csv")
+    key = (era(rows, dos), tuple(options))
+    got = _GUIDANCE.get(key)
+    if got is None:
+        got = _GUIDANCE[key] = {r["method"]: r for r in active(rows, dos, options)}
+    return got
 
 
 @functools.cache
@@ -294,7 +325,7 @@ def guidance_lines(
     """C7/C8: one guidance unit per unit of chemodenervation it guides (or one per day by option)."""
     if not procedures:
         return []
-    rows = {r["method"]: r for r in active(table("rules/guidance.csv"), dos, options)}
+    rows = _guidance_rows(dos, options)
     per_method: dict[str, list[ClaimLine]] = defaultdict(list)
     ultrasound: list[ClaimLine] = []
     for ln in procedures:
