@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +97,16 @@ def warning_catalog() -> dict[str, dict[str, str]]:
     return {r["code"]: dict(r) for r in table("rules/warnings.csv")}
 
 
+_START_END = operator.attrgetter("start", "end")
+
+
 def _dedupe(evidence: list[Evidence]) -> list[Evidence]:
+    """Evidence in text order, once per (start, end)."""
+    if len(evidence) < 2:
+        return list(evidence)
     seen = set()
     out = []
-    for e in sorted(evidence, key=lambda e: (e.start, e.end)):
+    for e in sorted(evidence, key=_START_END):
         if (e.start, e.end) not in seen:
             seen.add((e.start, e.end))
             out.append(e)
