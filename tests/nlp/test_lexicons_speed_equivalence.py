@@ -145,3 +145,15 @@ def test_code_and_date_patterns_match_their_fast_forms() -> None:
                 assert want == spans(list(fast.finditer(text)), *groups), text
             if by_words is not None:
                 assert want == spans(by_words[k], *groups), text
+
+
+def test_sentence_break_pattern_matches_its_fast_form() -> None:
+    from nlp.components import sections as S
+
+    rng = random.Random(7)
+    alphabet = "ab.A!?\"')] ,\n\t%9:;|x-"
+    texts = [p.read_text(encoding="utf-8") for p in NOTES[:40]]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 80))) for _ in range(20000)]
+    for text in texts:
+        fast = [m.span() if m.lastindex == 3 else m.span(m.lastindex) for m in S._BREAK_FAST.finditer(text)]
+        assert [m.span() for m in S._BREAK.finditer(text)] == fast, text
