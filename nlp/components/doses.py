@@ -6,6 +6,7 @@ WASTE (units discarded), NOWASTE (zero waste documented), REMAINDER_WASTED (the 
 discarded without an amount).
 """
 
+import bisect
 import re
 
 from spacy.language import Language
@@ -183,55 +184,288 @@ _KEYS_CONC = ("ml", "cc", "dilut", "reconstitut", "mixed", "dilution")
 _KEYS_TOTAL = ("total", "in all", "altogether", "combined", "sum", "administered", "given", "injected", "=")
 
 
-def _windows(lower: str, keys: tuple[str, ...], before: int = 140, after: int = 80) -> list[tuple[int, int]]:
-    """Merged character windows around every occurrence of the keywords (a cheap prefilter: each amount
-    pattern needs one of its keywords, so the regex engine only runs near them)."""
-    raw = []
-    for kw in keys:
-        short = len(kw) <= 3 and kw.isalpha()  # "cc", "ml", "jw": only as words, not inside "occasional"
-        i = lower.find(kw)
-        while i >= 0:
-            if not (short and i > 0 and lower[i - 1].isalpha()):
-                raw.append((max(0, i - before), min(len(lower), i + len(kw) + after)))
-            i = lower.find(kw, i + 1)
-    raw.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in raw:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
 def _near(pattern: re.Pattern[str], text: str, wins: list[tuple[int, int]] | None) -> list[re.Match[str]]:
     if wins is None:
         return list(pattern.finditer(text))
     return [m for a, b in wins for m in pattern.finditer(text, a, b)]
 
 
+def _find_all(lower: str, lit: str, start: int = 0, end: int | None = None) -> list[int]:
+    """Every position of ``lit`` in ``lower[start:end]``."""
+    find = lower.find
+    if end is None:
+        end = len(lower)
+    out = []
+    i = find(lit, start, end)
+    while i >= 0:
+        out.append(i)
+        i = find(lit, i + 1, end)
+    return out
+
+
+def _key_windows(lower: str, occ: dict[str, list[int]], keys: tuple[str, ...], before: int, after: int) -> list[tuple[int, int]]:
+    """Merged character windows around every occurrence of the keywords (a cheap prefilter: each amount
+    pattern needs one of its keywords, so the regex engine only runs near them). ``occ`` caches the
+    keyword positions."""
+    n = len(lower)
+    raw = []
+    for kw in keys:
+        hits = occ.get(kw)
+        if hits is None:
+            hits = occ[kw] = _find_all(lower, kw)
+        if not hits:
+            continue
+        short = len(kw) <= 3 and kw.isalpha()  # "cc", "ml", "jw": only as words, not inside "occasional"
+        k = len(kw) + after
+        for i in hits:
+            if not (short and i > 0 and lower[i - 1].isalpha()):
+                raw.append((i - before if i > before else 0, min(n, i + k)))
+    if len(raw) < 2:
+        return raw
+    raw.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in raw:
+        if merged and a <= merged[-1][1]:
+            if b > merged[-1][1]:
+                merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _slow_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
+    """:func:`_all_matches` for any text: every pattern runs at every position of its windows."""
+    occ: dict[str, list[int]] = {}
+    same = len(lower) == len(text)  # keyword windows need offsets that match (true for ASCII and most text)
+    w_vial = _key_windows(lower, occ, _KEYS_VIAL, 140, 80) if same else None
+    w_waste = _key_windows(lower, occ, _KEYS_WASTE, 140, 80) if same else None
+    w_conc = _key_windows(lower, occ, _KEYS_CONC, 140, 80) if same else None
+    w_total = _key_windows(lower, occ, _KEYS_TOTAL, 10, 10) if same else None
+    return [
+        _near(VIAL, text, w_vial) + _near(VIAL_WORD, text, w_vial),
+        _near(WASTE, text, w_waste) + _near(WASTE_WORD, text, w_waste),
+        _near(WASTE_VOLUME, text, w_waste),
+        _near(NOWASTE, text, w_waste),
+        _near(REMAINDER, text, w_waste),
+        _near(CONC, text, w_conc),
+        list(DOSE.finditer(text)),
+        list(VOLUME.finditer(text)),
+        _near(TOTAL, text, w_total),
+    ]
+
+
+# ---- the fast path, for ASCII text (nearly every note) ----
+#
+# Where a pattern can start. ``pattern.finditer(text, a, b)`` tries every position of [a, b); the scan
+# below tries only candidate intervals (start, end, pure) that hold every position where a match can
+# start, and gets the same matches (``match(text, q, b)`` sees the same look-behinds and the same end).
+#
+# Number runs: every pattern alternative that starts with a number (NUM) goes on, after optional
+# blanks, a dash or a "- NUM"/"to NUM" range, with a unit (u/i/m: units, iu, mu) or a volume (m/c: mL,
+# cc). That continuation cannot start with a digit, "." or ",", so NUM ends where the run of number
+# characters ends, whichever position of the run it starts at: _RUN finds the runs whose next letter
+# (past blanks, digits, dashes and a "to") is a unit letter, and captures that letter. In a run of digits
+# only, NUM matches from any position to the end of the run and the rest of the pattern is tried from
+# the same place, so when the first position tried fails every later one fails too (look-behinds and \b
+# only fail more inside a run): such runs are "pure" and tried once.
+_RUN = re.compile(r"[0-9.,][0-9.,]*+(?=[\s0-9.,\-]*+(?:[tT][oO][\s0-9.,\-]*+)?([uimcUIMC]))")
+
+
+def _ascii(p: re.Pattern[str]) -> re.Pattern[str]:
+    """The same pattern with ASCII classes and case folding: the same matches on ASCII text, cheaper."""
+    return re.compile(p.pattern, (p.flags & ~re.UNICODE) | re.ASCII)
+
+
+_VIAL_A, _VIAL_WORD_A, _WASTE_A, _WASTE_WORD_A, _WASTE_VOLUME_A, _NOWASTE_A, _REMAINDER_A, _CONC_A = map(
+    _ascii, (VIAL, VIAL_WORD, WASTE, WASTE_WORD, WASTE_VOLUME, NOWASTE, REMAINDER, CONC)
+)
+_DOSE_A, _VOLUME_A, _TOTAL_A = map(_ascii, (DOSE, VOLUME, TOTAL))
+
+# Word alternatives: the literal starts of each pattern's alternatives (lower case); they all begin
+# with \b, so a candidate must not follow a word character.
+_WORD_STARTS: dict[str, tuple[str, ...]] = {
+    "WASTE_WORD": ("wast", "discard", "drug", "amount", "jw", "remain", "rest", "balance", "residual", "leftover", "unused"),
+    "NOWASTE": ("no", "wast", "discard", "0", "zero", "entire", "whole", "full", "complete", "all", "used", "jz"),
+    "WASTE_VOLUME": ("remain", "rest", "residual", "leftover"),
+    "REMAINDER": ("remain", "rest", "residual", "balance", "unused"),
+}
+_WORDCH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+# Necessary conditions on a number run (cheaper than a failed attempt of the long patterns): what
+# can stand between the end of the number and the keyword every match of the pattern contains.
+# VIAL: the unit, blanks, a dash, a few words ("single-use", a brand, "of", "was") or "x 2", one line
+# break, then vial/bottle or reconstituted/diluted/mixed.
+_GAP_VIAL = re.compile(r"[ \t\n\-'A-Za-z0-9]*")
+# WASTE, first alternative: the unit, "of" and a few words, "was", blanks and one line break before the
+# verb (discarded, wasted, unused, not used/administered, left over, d/c'd, disposed); second
+# alternative: anything but a line break before discarded/wasted/disposed.
+_GAP_WASTE = re.compile(r"[ \t\n\-'A-Za-z0-9_]*")
+_WASTE_VERBS = ("discard", "wast", "used", "administered", "left", "d/c", "dispos")
+
+
+def _scan(pattern: re.Pattern[str], text: str, cands: list[tuple[int, int, bool]], wins: list[tuple[int, int]]) -> list:
+    """``[m for a, b in wins for m in pattern.finditer(text, a, b)]``, trying only the candidates."""
+    out: list[re.Match[str]] = []
+    if not cands or not wins:
+        return out
+    match = pattern.match
+    n = len(cands)
+    for a, b in wins:
+        j = bisect.bisect_right(cands, (a, a, True))
+        if j:
+            j -= 1  # the interval before may reach into the window
+        last = a
+        while j < n:
+            cs, ce, pure = cands[j]
+            if cs >= b:
+                break
+            j += 1
+            q = cs if cs > last else last
+            if ce > b:
+                ce = b
+            while q < ce:
+                m = match(text, q, b)
+                if m is not None:
+                    out.append(m)
+                    last = q = m.end()
+                elif pure:
+                    break
+                else:
+                    q += 1
+    return out
+
+
+def _inside(runs: list[tuple[int, int, bool]], wins: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+    """The runs that reach into a window."""
+    out = []
+    j = 0
+    nw = len(wins)
+    for run in runs:
+        while j < nw and wins[j][1] <= run[0]:
+            j += 1
+        if j == nw:
+            break
+        if run[1] > wins[j][0]:
+            out.append(run)
+    return out
+
+
+def _followed(
+    runs: list[tuple[int, int, bool]], keys: list[int], text: str, gap: re.Pattern[str], line: bool = False
+) -> list[tuple[int, int, bool]]:
+    """The runs with a keyword position in ``keys`` (sorted) after their end, reachable through ``gap``
+    (or, with ``line``, on the same line)."""
+    out = []
+    nk = len(keys)
+    for run in runs:
+        e = run[1]
+        i = bisect.bisect_left(keys, e)
+        if i == nk:
+            continue
+        k = keys[i]
+        if k < gap.match(text, e).end() or (line and text.find("\n", e, k) < 0):
+            out.append(run)
+    return out
+
+
+def _words(lower: str, occ: dict[str, list[int]], name: str, wins: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+    """Candidate positions (as intervals) of a pattern's word alternatives inside the windows."""
+    pos: set[int] = set()
+    for lit in _WORD_STARTS[name]:
+        hits = occ.get(lit)
+        if hits is None:
+            hits = [i for a, b in wins for i in _find_all(lower, lit, a, b)]
+        for i in hits:
+            if not (i > 0 and lower[i - 1] in _WORDCH):
+                pos.add(i)
+    return [(i, i + 1, True) for i in sorted(pos)]
+
+
+def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
+    """:func:`_all_matches` for ASCII text: the patterns are tried only where a match can start."""
+    occ: dict[str, list[int]] = {}
+    w_vial = _key_windows(lower, occ, _KEYS_VIAL, 140, 80)
+    w_waste = _key_windows(lower, occ, _KEYS_WASTE, 140, 80)
+    w_conc = _key_windows(lower, occ, _KEYS_CONC, 140, 80)
+    w_total = _key_windows(lower, occ, _KEYS_TOTAL, 10, 10)
+    u_runs: list[tuple[int, int, bool]] = []
+    ml_runs: list[tuple[int, int, bool]] = []
+    for m in _RUN.finditer(text):
+        run = (m.start(), m.end(), m.group().isdigit())
+        c = m.group(1)
+        if c in "uiUI":
+            u_runs.append(run)
+        elif c in "cC":
+            ml_runs.append(run)
+        else:
+            u_runs.append(run)
+            ml_runs.append(run)
+    m_vial = m_waste = m_waste_volume = m_nowaste = m_remainder = m_conc = []
+    if w_vial:
+        runs = _inside(u_runs, w_vial)
+        if runs:
+            keys = sorted(i for kw in _KEYS_VIAL for i in occ[kw])
+            runs = _followed(runs, keys, text, _GAP_VIAL)
+        words = sorted({i for kw in ("vial", "bottle") for i in occ[kw]})
+        m_vial = _scan(_VIAL_A, text, runs, w_vial) + _scan(_VIAL_WORD_A, text, [(i, i + 1, True) for i in words], w_vial)
+    if w_waste:
+        runs = _inside(u_runs, w_waste)
+        if runs:
+            keys = sorted(i for kw in _WASTE_VERBS for i in (occ[kw] if kw in occ else _find_all(lower, kw)))
+            runs = _followed(runs, keys, text, _GAP_WASTE, line=True)
+        m_waste = _scan(_WASTE_A, text, runs, w_waste) + _scan(
+            _WASTE_WORD_A, text, _words(lower, occ, "WASTE_WORD", w_waste), w_waste
+        )
+        cands = _words(lower, occ, "WASTE_VOLUME", w_waste)
+        runs = _inside(ml_runs, w_waste)
+        m_waste_volume = _scan(_WASTE_VOLUME_A, text, sorted(cands + runs) if runs else cands, w_waste)
+        m_nowaste = _scan(_NOWASTE_A, text, _words(lower, occ, "NOWASTE", w_waste), w_waste)
+        m_remainder = _scan(_REMAINDER_A, text, _words(lower, occ, "REMAINDER", w_waste), w_waste)
+    if w_conc:
+        runs = _inside(u_runs, w_conc)
+        words = [(i, i + 1, True) for i in sorted({i for kw in ("reconstitut", "dilut", "mixed") for i in occ[kw]})]
+        m_conc = _scan(_CONC_A, text, sorted(words + runs) if runs else words, w_conc)
+    whole = [(0, len(text))]
+    return [
+        m_vial,
+        m_waste,
+        m_waste_volume,
+        m_nowaste,
+        m_remainder,
+        m_conc,
+        _scan(_DOSE_A, text, u_runs, whole),
+        _scan(_VOLUME_A, text, ml_runs, whole),
+        _near(_TOTAL_A, text, w_total),
+    ]
+
+
+def _all_matches(text: str) -> list[list[re.Match[str]]]:
+    """The matches of every amount pattern, in the order :func:`find_amounts` reads them: VIAL,
+    WASTE, WASTE_VOLUME, NOWASTE, REMAINDER, CONC, DOSE, VOLUME and TOTAL (each pattern runs in the
+    keyword windows of its kind, DOSE and VOLUME over the whole note)."""
+    lower = text.lower()
+    if text.isascii():
+        return _fast_matches(text, lower)
+    return _slow_matches(text, lower)
+
+
 def find_amounts(doc: Doc) -> list:
     """DOSE, VOLUME, CONC, VIAL, TOTAL, WASTE, NOWASTE and REMAINDER_WASTED spans."""
     text = shadow_numbers(doc_text(doc))
-    lower = text.lower()
-    same = len(lower) == len(text)  # keyword windows need offsets that match (true for ASCII and most text)
-    w_vial = _windows(lower, _KEYS_VIAL) if same else None
-    w_waste = _windows(lower, _KEYS_WASTE) if same else None
-    w_conc = _windows(lower, _KEYS_CONC) if same else None
-    w_total = _windows(lower, _KEYS_TOTAL, before=10, after=10) if same else None
+    m_vial, m_waste, m_waste_volume, m_nowaste, m_remainder, m_conc, m_dose, m_volume, m_total = _all_matches(text)
     spans: list = []
     claimed = Taken()
 
     def free(s: int, e: int) -> bool:
         return not claimed.overlaps(s, e)
 
-    vials = sorted([*_near(VIAL, text, w_vial), *_near(VIAL_WORD, text, w_vial)], key=lambda m: m.start())
+    vials = sorted(m_vial, key=lambda m: m.start())
     for m in vials:
         if not free(m.start(), m.end()):
             continue
         size = _num(m, "size", "size2", "size3", "size4")
         start = m.start()
-        count = _num(m, "count3", "count4") if m.re is VIAL else None
+        count = _num(m, "count3", "count4") if m.re is VIAL or m.re is _VIAL_A else None
         if count is None:
             cm = _COUNT_BEFORE.search(text[max(0, start - 14) : start])
             if cm:
@@ -244,7 +478,7 @@ def find_amounts(doc: Doc) -> list:
             count = 1.0
         _add(doc, spans, start, m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
         claimed.add(start, m.end())
-    for m in sorted([*_near(WASTE, text, w_waste), *_near(WASTE_WORD, text, w_waste)], key=lambda m: m.start()):
+    for m in sorted(m_waste, key=lambda m: m.start()):
         if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
             continue
         n = _num(m, *[g for g in ("n", "n2", "n4", "n5", "n6") if g in m.re.groupindex])
@@ -253,18 +487,18 @@ def find_amounts(doc: Doc) -> list:
         label = "WASTE" if n > 0 else "NOWASTE"
         _add(doc, spans, m.start(), m.end(), label, {"units": n})
         claimed.add(m.start(), m.end())
-    for m in _near(WASTE_VOLUME, text, w_waste):
+    for m in m_waste_volume:
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "WASTE", {"units": None, "ml": _num(m, "ml", "ml2")})
             claimed.add(m.start(), m.end())
-    for m in _near(NOWASTE, text, w_waste):
+    for m in m_nowaste:
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "NOWASTE", {"units": 0.0})
             claimed.add(m.start(), m.end())
-    for m in _near(REMAINDER, text, w_waste):
+    for m in m_remainder:
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "REMAINDER_WASTED", {})
-    for m in _near(CONC, text, w_conc):
+    for m in m_conc:
         u = _num(m, "u")
         v = _num(m, "v", "v2")
         if m.group("v2"):
@@ -284,7 +518,7 @@ def find_amounts(doc: Doc) -> list:
                         {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True},
                     )
         claimed.add(m.start(), m.end())
-    for m in DOSE.finditer(text):
+    for m in m_dose:
         if not free(m.start(), m.end()):
             continue
         n = _num(m, "n2", "n") if m.group("n2") else _num(m, "n")
@@ -305,10 +539,10 @@ def find_amounts(doc: Doc) -> list:
         if free(s0, e0):
             _add(doc, spans, s0, e0, "DOSE", {"units": v, "per_side": False, "sites": 1, "total_units": v, "table": True})
             claimed.add(s0, e0)
-    for m in VOLUME.finditer(text):
+    for m in m_volume:
         if free(m.start(), m.end()):
             _add(doc, spans, m.start(), m.end(), "VOLUME", {"ml": to_number(m.group("n"))})
-    for m in _near(TOTAL, text, w_total):
+    for m in m_total:
         _add(doc, spans, m.start(), m.end(), "TOTAL_CUE", {})
     return spans
 
@@ -321,8 +555,12 @@ class AmountTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
-        existing = list(doc.spans[self.spans_key]) if self.spans_key in doc.spans else []
-        doc.spans[self.spans_key] = existing + find_amounts(doc)
+        spans = find_amounts(doc)
+        if self.spans_key in doc.spans:
+            # appended in place: listing the group would rebuild a Span object for every member
+            doc.spans[self.spans_key].extend(spans)
+        else:
+            doc.spans[self.spans_key] = spans
         return doc
 
 
