@@ -174,7 +174,14 @@ def scrub(value: Any) -> Any:
 
 
 class Store:
-    """All persistence for the service. Thread-safe; SQLite writes are serialised in-process."""
+    """All persistence for the service. Thread-safe, and safe for several processes sharing one SQLite file
+    (``btxcode serve --workers N``): WAL journal (readers never wait for the writer), a 30 s busy timeout,
+    and every write transaction opened with ``BEGIN IMMEDIATE`` so it holds SQLite's write lock from its
+    first statement. (A deferred transaction that reads first and writes later can fail at once with
+    "database is locked" when another process committed in between; and a read-check-write such as
+    spending a one-time login token would not be atomic across processes.) Within one process SQLite
+    writes are also serialised by a lock, so the processes' writers queue on the file lock, not on retries.
+    """
 
     def __init__(self, url: str):
         self.url = url
@@ -183,17 +190,27 @@ class Store:
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine = create_engine(url, **kwargs)
+        write_engine = self.engine
         if self.is_sqlite:
+
             @event.listens_for(self.engine, "connect")
             def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+                dbapi_conn.isolation_level = None  # the driver emits no BEGIN of its own: _begin below does
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
-        Base.metadata.create_all(self.engine)
+
+            @event.listens_for(self.engine, "begin")
+            def _begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("btx_write") else "BEGIN")
+
+            write_engine = self.engine.execution_options(btx_write=True)
+        Base.metadata.create_all(write_engine)  # under the write lock: processes starting together do not race
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(write_engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else None
 
     def close(self) -> None:
@@ -205,7 +222,7 @@ class Store:
         if lock:
             lock.acquire()
         try:
-            with self._sessions.begin() as s:
+            with self._write_sessions.begin() as s:
                 yield s
         finally:
             if lock:
@@ -246,9 +263,17 @@ class Store:
 
     def list_keys(self) -> list[dict[str, Any]]:
         with self._read() as s:
-            return [{"name": r.name, "prefix": r.prefix, "admin": r.admin, "rate_limit": r.rate_limit,
-                     "created_at": r.created_at.isoformat(), "revoked": r.revoked_at is not None}
-                    for r in s.scalars(select(ApiKey).order_by(ApiKey.id))]
+            return [
+                {
+                    "name": r.name,
+                    "prefix": r.prefix,
+                    "admin": r.admin,
+                    "rate_limit": r.rate_limit,
+                    "created_at": r.created_at.isoformat(),
+                    "revoked": r.revoked_at is not None,
+                }
+                for r in s.scalars(select(ApiKey).order_by(ApiKey.id))
+            ]
 
     def revoke_key(self, name: str) -> bool:
         with self._write() as s:
@@ -296,23 +321,44 @@ class Store:
                 s.delete(row)
 
     # ---- suggestions and decisions ---------------------------------------------------------------
-    def record_suggestion(self, result: dict[str, Any], *, channel: str, actor: str, note_bytes: int,
-                          note_text: str | None = None, external_id: str | None = None) -> str:
+    def record_suggestion(
+        self,
+        result: dict[str, Any],
+        *,
+        channel: str,
+        actor: str,
+        note_bytes: int,
+        note_text: str | None = None,
+        external_id: str | None = None,
+    ) -> str:
         """Audit one served result; returns its suggestion id."""
         sid = str(uuid.uuid4())
         versions = result.get("versions") or {}
         with self._write() as s:
-            s.add(Suggestion(
-                id=sid, channel=channel, actor=actor[:200], external_id=(external_id or None) and external_id[:200],
-                note_sha256=result.get("note_sha256", ""), note_bytes=note_bytes,
-                date_of_service=result.get("date_of_service"), payer=result.get("payer"),
-                code_set=result.get("code_set") or {}, engine_version=str(versions.get("engine", "")),
-                tables_version=str(versions.get("tables", "")), model_version=str(versions.get("model", "")),
-                schema_version=str(result.get("schema_version", "")), lines=scrub(result.get("lines", [])),
-                diagnoses=scrub(result.get("diagnoses", [])),
-                warnings=[w.get("code") for w in result.get("warnings", [])],
-                facts=scrub(result.get("facts") or {}), confidence=result.get("confidence"),
-                route=result.get("route"), note_text=note_text))
+            s.add(
+                Suggestion(
+                    id=sid,
+                    channel=channel,
+                    actor=actor[:200],
+                    external_id=(external_id or None) and external_id[:200],
+                    note_sha256=result.get("note_sha256", ""),
+                    note_bytes=note_bytes,
+                    date_of_service=result.get("date_of_service"),
+                    payer=result.get("payer"),
+                    code_set=result.get("code_set") or {},
+                    engine_version=str(versions.get("engine", "")),
+                    tables_version=str(versions.get("tables", "")),
+                    model_version=str(versions.get("model", "")),
+                    schema_version=str(result.get("schema_version", "")),
+                    lines=scrub(result.get("lines", [])),
+                    diagnoses=scrub(result.get("diagnoses", [])),
+                    warnings=[w.get("code") for w in result.get("warnings", [])],
+                    facts=scrub(result.get("facts") or {}),
+                    confidence=result.get("confidence"),
+                    route=result.get("route"),
+                    note_text=note_text,
+                )
+            )
         return sid
 
     def suggestion(self, sid: str) -> dict[str, Any] | None:
@@ -322,18 +368,34 @@ class Store:
                 return None
             decisions = s.scalars(select(Decision).where(Decision.suggestion_id == sid).order_by(Decision.id)).all()
             return {
-                "suggestion_id": row.id, "created_at": row.created_at.isoformat() + "Z", "channel": row.channel,
-                "actor": row.actor, "external_id": row.external_id, "note_sha256": row.note_sha256,
-                "note_bytes": row.note_bytes, "date_of_service": row.date_of_service, "payer": row.payer,
-                "code_set": row.code_set, "versions": {"engine": row.engine_version, "tables": row.tables_version,
-                                                       "model": row.model_version, "schema": row.schema_version},
-                "lines": row.lines, "diagnoses": row.diagnoses, "warnings": row.warnings,
-                "confidence": row.confidence, "route": row.route, "note_text_stored": row.note_text is not None,
+                "suggestion_id": row.id,
+                "created_at": row.created_at.isoformat() + "Z",
+                "channel": row.channel,
+                "actor": row.actor,
+                "external_id": row.external_id,
+                "note_sha256": row.note_sha256,
+                "note_bytes": row.note_bytes,
+                "date_of_service": row.date_of_service,
+                "payer": row.payer,
+                "code_set": row.code_set,
+                "versions": {
+                    "engine": row.engine_version,
+                    "tables": row.tables_version,
+                    "model": row.model_version,
+                    "schema": row.schema_version,
+                },
+                "lines": row.lines,
+                "diagnoses": row.diagnoses,
+                "warnings": row.warnings,
+                "confidence": row.confidence,
+                "route": row.route,
+                "note_text_stored": row.note_text is not None,
                 "decisions": [_decision_dict(d) for d in decisions],
             }
 
-    def record_decisions(self, sid: str, decisions: list[dict[str, Any]], *, source: str, actor: str,
-                         owner: str | None = None) -> list[int]:
+    def record_decisions(
+        self, sid: str, decisions: list[dict[str, Any]], *, source: str, actor: str, owner: str | None = None
+    ) -> list[int]:
         """Store coder/EHR decisions on suggestion ``sid`` in one transaction (all or nothing).
 
         Each item: ``line`` (index into the suggestion's lines, or None for an added line), ``decision``
@@ -354,29 +416,48 @@ class Store:
                         raise StoreError("BAD_DECISION", f"decisions[{i}]: an added line has no line index")
                     if not final:
                         raise StoreError("BAD_DECISION", f"decisions[{i}]: an added line needs final code/units")
-                    line: dict[str, Any] = {"system": final.get("system") or "", "code": final["code"],
-                                            "units": None, "modifiers": [], "rule": None, "confidence": None}
+                    line: dict[str, Any] = {
+                        "system": final.get("system") or "",
+                        "code": final["code"],
+                        "units": None,
+                        "modifiers": [],
+                        "rule": None,
+                        "confidence": None,
+                    }
                 else:
                     if idx is None or not 0 <= idx < len(row.lines):
-                        raise StoreError("BAD_DECISION", f"decisions[{i}]: line {idx} is not a line of the suggestion "
-                                         f"(it has {len(row.lines)})")
+                        raise StoreError(
+                            "BAD_DECISION",
+                            f"decisions[{i}]: line {idx} is not a line of the suggestion (it has {len(row.lines)})",
+                        )
                     line = row.lines[idx]
                     expected = d.get("code")
                     if expected is not None and expected != line.get("code"):
-                        raise StoreError("BAD_DECISION", f"decisions[{i}]: line {idx} is {line.get('code')}, "
-                                         f"not {expected}")
+                        raise StoreError("BAD_DECISION", f"decisions[{i}]: line {idx} is {line.get('code')}, not {expected}")
                     if kind == "edited" and not final:
                         raise StoreError("BAD_DECISION", f"decisions[{i}]: an edited line needs final values")
                     if kind in ("accepted", "rejected"):
                         final = None
                 rec = Decision(
-                    suggestion_id=sid, source=source, actor=actor[:200], line_index=idx,
-                    system=str(line.get("system") or "")[:16], code=str(line.get("code") or "")[:16],
-                    units=line.get("units"), modifiers=list(line.get("modifiers") or []), rule=line.get("rule"),
-                    confidence=line.get("confidence"), decision=kind, final=final,
-                    reason_code=(d.get("reason_code") or None), comment=(d.get("comment") or None),
-                    note_sha256=row.note_sha256, engine_version=row.engine_version,
-                    tables_version=row.tables_version, model_version=row.model_version)
+                    suggestion_id=sid,
+                    source=source,
+                    actor=actor[:200],
+                    line_index=idx,
+                    system=str(line.get("system") or "")[:16],
+                    code=str(line.get("code") or "")[:16],
+                    units=line.get("units"),
+                    modifiers=list(line.get("modifiers") or []),
+                    rule=line.get("rule"),
+                    confidence=line.get("confidence"),
+                    decision=kind,
+                    final=final,
+                    reason_code=(d.get("reason_code") or None),
+                    comment=(d.get("comment") or None),
+                    note_sha256=row.note_sha256,
+                    engine_version=row.engine_version,
+                    tables_version=row.tables_version,
+                    model_version=row.model_version,
+                )
                 s.add(rec)
                 s.flush()
                 ids.append(rec.id)
@@ -389,36 +470,65 @@ class Store:
             for d, sug in s.execute(q):
                 line = sug.lines[d.line_index] if d.line_index is not None and d.line_index < len(sug.lines) else None
                 yield {
-                    "decision_id": d.id, "suggestion_id": d.suggestion_id, "created_at": d.created_at.isoformat() + "Z",
-                    "source": d.source, "channel": sug.channel, "decision": d.decision,
+                    "decision_id": d.id,
+                    "suggestion_id": d.suggestion_id,
+                    "created_at": d.created_at.isoformat() + "Z",
+                    "source": d.source,
+                    "channel": sug.channel,
+                    "decision": d.decision,
                     "label": {"accepted": 1, "rejected": 0, "edited": 0, "added": None}[d.decision],
-                    "line_index": d.line_index, "line": line, "final": d.final, "reason_code": d.reason_code,
-                    "note_sha256": d.note_sha256, "date_of_service": sug.date_of_service, "payer": sug.payer,
-                    "code_set": sug.code_set, "facts": sug.facts, "claim_confidence": sug.confidence,
-                    "all_lines": sug.lines, "diagnoses": sug.diagnoses, "warnings": sug.warnings,
-                    "versions": {"engine": d.engine_version, "tables": d.tables_version, "model": d.model_version,
-                                 "schema": sug.schema_version},
+                    "line_index": d.line_index,
+                    "line": line,
+                    "final": d.final,
+                    "reason_code": d.reason_code,
+                    "note_sha256": d.note_sha256,
+                    "date_of_service": sug.date_of_service,
+                    "payer": sug.payer,
+                    "code_set": sug.code_set,
+                    "facts": sug.facts,
+                    "claim_confidence": sug.confidence,
+                    "all_lines": sug.lines,
+                    "diagnoses": sug.diagnoses,
+                    "warnings": sug.warnings,
+                    "versions": {
+                        "engine": d.engine_version,
+                        "tables": d.tables_version,
+                        "model": d.model_version,
+                        "schema": sug.schema_version,
+                    },
                 }
 
     def counts(self) -> dict[str, int]:
         with self._read() as s:
-            return {t.__tablename__: s.scalar(select(func.count()).select_from(t)) or 0
-                    for t in (ApiKey, Suggestion, Decision, CdsCard, UsedJti, LoginToken, WebSession)}
+            return {
+                t.__tablename__: s.scalar(select(func.count()).select_from(t)) or 0
+                for t in (ApiKey, Suggestion, Decision, CdsCard, UsedJti, LoginToken, WebSession)
+            }
 
     # ---- CDS Hooks --------------------------------------------------------------------------------
-    def record_card(self, card_uuid: str, sid: str, service_id: str, suggestion_uuid: str | None,
-                    hook_instance: str) -> None:
+    def record_card(self, card_uuid: str, sid: str, service_id: str, suggestion_uuid: str | None, hook_instance: str) -> None:
         with self._write() as s:
-            s.add(CdsCard(card_uuid=card_uuid, suggestion_id=sid, service_id=service_id,
-                          suggestion_uuid=suggestion_uuid, hook_instance=hook_instance[:80]))
+            s.add(
+                CdsCard(
+                    card_uuid=card_uuid,
+                    suggestion_id=sid,
+                    service_id=service_id,
+                    suggestion_uuid=suggestion_uuid,
+                    hook_instance=hook_instance[:80],
+                )
+            )
 
     def card(self, card_uuid: str) -> dict[str, Any] | None:
         with self._read() as s:
             row = s.get(CdsCard, card_uuid)
             if row is None:
                 return None
-            return {"card_uuid": row.card_uuid, "suggestion_id": row.suggestion_id, "service_id": row.service_id,
-                    "suggestion_uuid": row.suggestion_uuid}
+            return {
+                "card_uuid": row.card_uuid,
+                "suggestion_id": row.suggestion_id,
+                "service_id": row.service_id,
+                "suggestion_uuid": row.suggestion_uuid,
+            }
 
     def use_jti(self, iss: str, jti: str, exp: int, now_ts: int) -> bool:
         """Record a JWT id; False when it was seen before (a replay). Forgets ids past their expiry."""
@@ -432,7 +542,19 @@ class Store:
 
 
 def _decision_dict(d: Decision) -> dict[str, Any]:
-    return {"id": d.id, "created_at": d.created_at.isoformat() + "Z", "source": d.source, "actor": d.actor,
-            "line": d.line_index, "system": d.system, "code": d.code, "units": d.units, "modifiers": d.modifiers,
-            "rule": d.rule, "decision": d.decision, "final": d.final, "reason_code": d.reason_code,
-            "comment": d.comment}
+    return {
+        "id": d.id,
+        "created_at": d.created_at.isoformat() + "Z",
+        "source": d.source,
+        "actor": d.actor,
+        "line": d.line_index,
+        "system": d.system,
+        "code": d.code,
+        "units": d.units,
+        "modifiers": d.modifiers,
+        "rule": d.rule,
+        "decision": d.decision,
+        "final": d.final,
+        "reason_code": d.reason_code,
+        "comment": d.comment,
+    }
