@@ -8,6 +8,7 @@ hypothetical, declined, rules}.
 """
 
 import bisect
+import re
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -20,10 +21,21 @@ FLAGS = ("negated", "historical", "hypothetical", "declined")
 _CAT_FLAG = {"NEGATED": "negated", "HISTORICAL": "historical", "HYPOTHETICAL": "hypothetical", "DECLINED": "declined"}
 
 
+_ROW_OF: dict[str, int] = {}  # a dispatched pattern's group name -> its row index
+
+
+def _row_index(m: re.Match[str]) -> int:
+    name = m.lastgroup
+    i = _ROW_OF.get(name)  # type: ignore[arg-type]
+    if i is None:
+        i = _ROW_OF[name] = lexicons.row_of(m)  # type: ignore[index]
+    return i
+
+
 def find_triggers(text: str, offset: int = 0) -> list[tuple[int, int, dict[str, str]]]:
     """(start, end, rule row) of every context trigger in ``text`` (offsets shifted by ``offset``)."""
     scanner, rows = lexicons.context_patterns()
-    return [(m.start() + offset, m.end() + offset, rows[lexicons.row_of(m)]) for m in scanner.finditer(text)]
+    return [(m.start() + offset, m.end() + offset, rows[_row_index(m)]) for m in scanner.finditer(text)]
 
 
 def segment_scopes(
@@ -70,28 +82,36 @@ class ContextTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
+        ext = doc._  # one accessor object for the four attributes
+        mentions = ext.btx_mentions
+        if not mentions:
+            return doc
         text = doc_text(doc)
-        segs = doc._.btx_segments
-        sections = doc._.btx_sections
-        cats = doc._.btx_section_cats
+        segs = ext.btx_segments
+        sections = ext.btx_sections
+        cats = ext.btx_section_cats
+        seg_starts, seg_ranges, sec_starts = segs.starts, segs.ranges, sections.starts
+        bisect_right = bisect.bisect_right
         cache: dict[int, list[tuple[str, int, int, str, int, int]]] = {}
         all_triggers = find_triggers(text)
         starts = [t[0] for t in all_triggers]
-        for attrs in doc._.btx_mentions or ():
+        for attrs in mentions:
             start = attrs["start"]
-            i = segs.index(start)
-            if i not in cache:
-                s, e = segs.ranges[i] if i >= 0 else (0, len(text))
+            i = bisect_right(seg_starts, start) - 1
+            scopes = cache.get(i)
+            if scopes is None:
+                s, e = seg_ranges[i] if i >= 0 else (0, len(text))
                 lo_i, hi_i = bisect.bisect_left(starts, s), bisect.bisect_left(starts, e)
-                cache[i] = segment_scopes(text, s, e, all_triggers[lo_i:hi_i])
-            ctx = dict.fromkeys(FLAGS, False)
+                scopes = cache[i] = segment_scopes(text, s, e, all_triggers[lo_i:hi_i]) if hi_i > lo_i else []
+            ctx: dict = {"negated": False, "historical": False, "hypothetical": False, "declined": False}
             rules = []
-            end = attrs["end"]
-            for flag, lo, hi, rule_id, ts, te in cache[i]:
-                if lo <= start < hi and not (ts < end and start < te):
-                    ctx[flag] = True
-                    rules.append(rule_id)
-            j = sections.index(start)
+            if scopes:
+                end = attrs["end"]
+                for flag, lo, hi, rule_id, ts, te in scopes:
+                    if lo <= start < hi and not (ts < end and start < te):
+                        ctx[flag] = True
+                        rules.append(rule_id)
+            j = bisect_right(sec_starts, start) - 1
             section = cats[j] if j >= 0 else "none"
             ctx["section"] = section
             if section in SECTION_FLAGS:
