@@ -10,10 +10,11 @@ import bisect
 import re
 
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
-from nlp.components.base import doc_text, ensure_extensions
-from nlp.components.entities import _add
+from nlp.components.base import _NO_SPAN as NO_SPAN
+from nlp.components.base import MENTIONS, doc_text, ensure_extensions
+from nlp.components.base import _token_starts as token_starts
 from nlp.textutil import NUMD as NUM
 from nlp.textutil import Taken, shadow_numbers, to_number
 
@@ -101,6 +102,11 @@ SITES_BEFORE = re.compile(
 _UNIT_HEADER = re.compile(
     r"^\s*(?:units?|u|dose|dose\s*\(u(?:nits)?\)|units?\s*(?:given|injected)|total\s*units?|amount)\s*$", _I
 )
+# a units header as a cell of its own (preceded and followed by a separator, blank or the line's edge):
+# what a line needs to start a table's units column
+_HEADER_ANY = re.compile(
+    r"(?<![^|\s])(?:units?|u|dose|dose\s*\(u(?:nits)?\)|units?\s*(?:given|injected)|total\s*units?|amount)(?![^|\s])", _I
+)
 _PLAIN_NUM = re.compile(rf"^\s*(?P<n>{NUM})\s*(?:{_U})?\s*$", _I)
 
 
@@ -125,17 +131,23 @@ def _cells(line: str, offset: int) -> list[tuple[int, int, str]]:
 def table_doses(text: str) -> list[tuple[int, int, float]]:
     """Doses written in the units column of a table ("Muscle | Side | Units"), one per row."""
     out: list[tuple[int, int, float]] = []
+    if "|" not in text and "\t" not in text and "  " not in text:
+        return out  # no line can be a table row
     pos = 0
     col: int | None = None
     for line in text.split("\n"):
         start = pos
         pos += len(line) + 1
-        if not line.strip():
+        if "|" not in line and "\t" not in line:
+            stripped = line.strip()
+            if not stripped or "  " not in stripped:
+                col = None
+                continue
+        elif not line.strip():
             col = None
             continue
-        if "|" not in line and "\t" not in line and "  " not in line.strip():
-            col = None
-            continue
+        if col is None and not _HEADER_ANY.search(line):
+            continue  # neither a header nor under one: nothing to read
         cells = _cells(line, start)
         if len(cells) < 2:
             continue
@@ -208,12 +220,20 @@ def _key_windows(lower: str, occ: dict[str, list[int]], keys: tuple[str, ...], b
     pattern needs one of its keywords, so the regex engine only runs near them). ``occ`` caches the
     keyword positions."""
     n = len(lower)
+    find = lower.find
     raw = []
     for kw in keys:
         hits = occ.get(kw)
         if hits is None:
-            hits = occ[kw] = _find_all(lower, kw)
-        if not hits:
+            i = find(kw)
+            if i < 0:
+                occ[kw] = []
+                continue
+            hits = occ[kw] = []
+            while i >= 0:
+                hits.append(i)
+                i = find(kw, i + 1)
+        elif not hits:
             continue
         short = len(kw) <= 3 and kw.isalpha()  # "cc", "ml", "jw": only as words, not inside "occasional"
         k = len(kw) + after
@@ -449,22 +469,89 @@ def _all_matches(text: str) -> list[list[re.Match[str]]]:
     return _slow_matches(text, lower)
 
 
+# Number words written as digits (``textutil.shadow_numbers``), faster on ASCII text: the same trie of
+# number phrases, matched case-sensitively on the lower-cased note and anchored on the character before
+# the word (a class the regex engine can skip to), instead of a look-behind tried at every position.
+_LB, _LA = "(?<![A-Za-z0-9])", "(?![A-Za-z0-9])"
+
+
+def _shadow_regexes() -> tuple[re.Pattern[str], re.Pattern[str]] | None:
+    from nlp import textutil
+
+    words = getattr(textutil, "_word_num_regex", None)
+    pat = words().pattern if words is not None else ""
+    if not (pat.startswith(_LB) and pat.endswith(_LA)) or pat[len(_LB) : -len(_LA)] != pat[len(_LB) : -len(_LA)].lower():
+        return None
+    trie = pat[len(_LB) : -len(_LA)]
+    return re.compile(rf"(?:{trie})(?![a-z0-9])"), re.compile(rf"[^a-z0-9]((?:{trie}))(?![a-z0-9])")
+
+
+_SHADOW: list = []
+
+
+def _shadow(text: str) -> str:
+    """``shadow_numbers(text)``: number words replaced in place by digits padded to the same length."""
+    if not _SHADOW:
+        _SHADOW.append(_shadow_regexes())
+    regexes = _SHADOW[0]
+    if regexes is None or not text.isascii():
+        return shadow_numbers(text)
+    at_start, after_boundary = regexes
+    lower = text.lower()
+    hits = []
+    m = at_start.match(lower)
+    if m is not None:
+        hits.append((0, m.end()))
+    hits.extend(m.span(1) for m in after_boundary.finditer(lower, hits[0][1] if hits else 0))
+    if not hits:
+        return text
+    parts = []
+    last = 0
+    for s, e in hits:
+        value = to_number(lower[s:e])
+        if value is None:
+            continue
+        digits = str(int(value)) if value == int(value) else str(value)
+        if len(digits) > e - s:
+            continue
+        parts.append(text[last:s])
+        parts.append(digits.ljust(e - s))
+        last = e
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+_WASTE_VERB_IN = re.compile(r"discard|wast|unused", _I)
+_DOSE_WITH_VOLUME = re.compile(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", _I)
+_WASTE_GROUPS = {p: tuple(g for g in ("n", "n2", "n4", "n5", "n6") if g in p.groupindex) for p in (WASTE, WASTE_WORD)}
+_WASTE_GROUPS.update({_ascii(p): g for p, g in _WASTE_GROUPS.items()})
+_WASTE_GROUPS[_WASTE_A] = _WASTE_GROUPS[WASTE]
+_WASTE_GROUPS[_WASTE_WORD_A] = _WASTE_GROUPS[WASTE_WORD]
+
+
+def _start(m: re.Match[str]) -> int:
+    return m.start()
+
+
 def find_amounts(doc: Doc) -> list:
     """DOSE, VOLUME, CONC, VIAL, TOTAL, WASTE, NOWASTE and REMAINDER_WASTED spans."""
-    text = shadow_numbers(doc_text(doc))
+    text = _shadow(doc_text(doc))
     m_vial, m_waste, m_waste_volume, m_nowaste, m_remainder, m_conc, m_dose, m_volume, m_total = _all_matches(text)
-    spans: list = []
+    found: list[tuple[int, int, str, dict]] = []
+    add = found.append
     claimed = Taken()
+    overlaps = claimed.overlaps
+    claim = claimed.add
 
-    def free(s: int, e: int) -> bool:
-        return not claimed.overlaps(s, e)
-
-    vials = sorted(m_vial, key=lambda m: m.start())
-    for m in vials:
-        if not free(m.start(), m.end()):
+    if m_vial:
+        m_vial.sort(key=_start)
+    for m in m_vial:
+        start, end = m.span()
+        if overlaps(start, end):
             continue
         size = _num(m, "size", "size2", "size3", "size4")
-        start = m.start()
         count = _num(m, "count3", "count4") if m.re is VIAL or m.re is _VIAL_A else None
         if count is None:
             cm = _COUNT_BEFORE.search(text[max(0, start - 14) : start])
@@ -476,74 +563,113 @@ def find_amounts(doc: Doc) -> list:
             continue
         if count > 10:
             count = 1.0
-        _add(doc, spans, start, m.end(), "VIAL", {"units": size * count, "size": size, "count": count})
-        claimed.add(start, m.end())
-    for m in sorted(m_waste, key=lambda m: m.start()):
-        if not free(m.start(), m.end()) and not re.search(r"discard|wast|unused", m.group(0), _I):
+        add((start, end, "VIAL", {"units": size * count, "size": size, "count": count}))
+        claim(start, end)
+    if m_waste:
+        m_waste.sort(key=_start)
+    for m in m_waste:
+        start, end = m.span()
+        if overlaps(start, end) and not _WASTE_VERB_IN.search(m.group(0)):
             continue
-        n = _num(m, *[g for g in ("n", "n2", "n4", "n5", "n6") if g in m.re.groupindex])
+        n = _num(m, *_WASTE_GROUPS[m.re])
         if n is None:
             continue
-        label = "WASTE" if n > 0 else "NOWASTE"
-        _add(doc, spans, m.start(), m.end(), label, {"units": n})
-        claimed.add(m.start(), m.end())
+        add((start, end, "WASTE" if n > 0 else "NOWASTE", {"units": n}))
+        claim(start, end)
     for m in m_waste_volume:
-        if free(m.start(), m.end()):
-            _add(doc, spans, m.start(), m.end(), "WASTE", {"units": None, "ml": _num(m, "ml", "ml2")})
-            claimed.add(m.start(), m.end())
+        start, end = m.span()
+        if not overlaps(start, end):
+            add((start, end, "WASTE", {"units": None, "ml": _num(m, "ml", "ml2")}))
+            claim(start, end)
     for m in m_nowaste:
-        if free(m.start(), m.end()):
-            _add(doc, spans, m.start(), m.end(), "NOWASTE", {"units": 0.0})
-            claimed.add(m.start(), m.end())
+        start, end = m.span()
+        if not overlaps(start, end):
+            add((start, end, "NOWASTE", {"units": 0.0}))
+            claim(start, end)
     for m in m_remainder:
-        if free(m.start(), m.end()):
-            _add(doc, spans, m.start(), m.end(), "REMAINDER_WASTED", {})
+        start, end = m.span()
+        if not overlaps(start, end):
+            add((start, end, "REMAINDER_WASTED", {}))
     for m in m_conc:
+        start, end = m.span()
         u = _num(m, "u")
         v = _num(m, "v", "v2")
         if m.group("v2"):
-            _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": None, "diluent_ml": v})
+            add((start, end, "CONC", {"units_per_ml": None, "diluent_ml": v}))
         elif u:
             per = v if v else 1.0
             if per > 0:
-                _add(doc, spans, m.start(), m.end(), "CONC", {"units_per_ml": u / per})
-                if re.match(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", m.group(0), _I):
+                add((start, end, "CONC", {"units_per_ml": u / per}))
+                if _DOSE_WITH_VOLUME.match(m.group(0)):
                     # "2.5 units in 0.1 mL was injected", "Botox 100 units in 10 mL": a dose with its volume
-                    _add(
-                        doc,
-                        spans,
-                        m.start(),
-                        m.end(),
-                        "DOSE",
-                        {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True},
-                    )
-        claimed.add(m.start(), m.end())
+                    dose = {"units": u, "per_side": False, "sites": 1, "total_units": u, "preparation": True}
+                    add((start, end, "DOSE", dose))
+        claim(start, end)
     for m in m_dose:
-        if not free(m.start(), m.end()):
+        start, end = m.span()
+        if overlaps(start, end):
             continue
-        n = _num(m, "n2", "n") if m.group("n2") else _num(m, "n")
+        n2 = m.group("n2")
+        n = to_number(n2) if n2 else _num(m, "n")
         if n is None:
             continue
-        after = text[m.end() : m.end() + 40]
+        after = text[end : end + 40]
         attrs: dict = {"units": n, "per_side": bool(PER_SIDE.match(after)), "sites": 1}
         sm = SITES.match(after)
         if sm and (k := to_number(sm.group("k"))) and 1 < k <= 40:
             attrs["sites"] = int(k)
         else:
-            bm = SITES_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
+            bm = SITES_BEFORE.search(text[max(0, start - 30) : start])
             if bm and (k := to_number(bm.group("k"))) and 1 < k <= 40:
                 attrs["sites"] = int(k)
         attrs["total_units"] = n * attrs["sites"]
-        _add(doc, spans, m.start(), m.end(), "DOSE", attrs)
+        add((start, end, "DOSE", attrs))
     for s0, e0, v in table_doses(text):
-        if free(s0, e0):
-            _add(doc, spans, s0, e0, "DOSE", {"units": v, "per_side": False, "sites": 1, "total_units": v, "table": True})
-            claimed.add(s0, e0)
+        if not overlaps(s0, e0):
+            add((s0, e0, "DOSE", {"units": v, "per_side": False, "sites": 1, "total_units": v, "table": True}))
+            claim(s0, e0)
     for m in m_volume:
-        if free(m.start(), m.end()):
-            _add(doc, spans, m.start(), m.end(), "VOLUME", {"ml": to_number(m.group("n"))})
+        start, end = m.span()
+        if not overlaps(start, end):
+            add((start, end, "VOLUME", {"ml": to_number(m.group("n"))}))
     for m in m_total:
-        _add(doc, spans, m.start(), m.end(), "TOTAL_CUE", {})
+        add((m.start(), m.end(), "TOTAL_CUE", {}))
+    return _mentions(doc, found)
+
+
+def _mentions(doc: Doc, found: list[tuple[int, int, str, dict]]) -> list:
+    """:func:`nlp.components.base.add_mention` for each ``found`` mention, in order: the attribute dicts
+    (``found``'s own, completed) and the token-aligned spans (a mention covering no token is dropped)."""
+    if not found:
+        return []
+    text = doc_text(doc)
+    starts = token_starts(doc)
+    mentions = doc.user_data.setdefault(MENTIONS, [])
+    strings = doc.vocab.strings
+    labels: dict[str, int] = {}
+    spans: list = []
+    for start, end, label, attrs in found:
+        span = None
+        if label not in NO_SPAN:
+            i = bisect.bisect_right(starts, start) - 1
+            j = bisect.bisect_left(starts, end)
+            if i < 0:
+                i = 0
+            if j <= i:
+                continue
+            lab = labels.get(label)
+            if lab is None:
+                lab = labels[label] = strings.add(label)
+            span = Span(doc, i, j, label=lab)
+        elif end <= start:
+            continue
+        attrs["label"] = label
+        attrs["start"] = start
+        attrs["end"] = end
+        attrs["text"] = text[start:end]
+        mentions.append(attrs)
+        if span is not None:
+            spans.append(span)
     return spans
 
 
