@@ -167,6 +167,13 @@ _SIDE_TOKEN = re.compile(
     r"|(?P<letter>L|R|B)(?=[\s\-:.)/]|$))(?![A-Za-z])",
     re.IGNORECASE,
 )
+# _SIDE_TOKEN on lower-cased text, without its groups, each alternative starting with its letter (the
+# regex engine skips to l, r, b); same matches
+_SIDE_TOKEN_LOW = re.compile(
+    r"l(?<![a-z]l)(?:eft|t\.?|(?=[\s\-:.)/]|$))(?![a-z])"
+    r"|r(?<![a-z]r)(?:ight|t\.?|(?=[\s\-:.)/]|$))(?![a-z])"
+    r"|b(?<![a-z]b)(?:ilateral(?:ly)?|ilat\.?|/l|oth|(?=[\s\-:.)/]|$))(?![a-z])"
+)
 _SIDE_AFTER = re.compile(
     r"^\s*(?:muscles?|m\.|mm\.|heads?)?\s*(?:,\s*)?[(\[-]?\s*(?:on\s+the\s+|on\s+)?"
     r"(?P<s>left|right|bilateral(?:ly)?|bilat\.?|both\s+sides|b/l|lt|rt|L|R|B)\b\s*(?:side|sided)?\s*[)\]]?",
@@ -323,7 +330,13 @@ def _parse_date(value: str) -> date | None:
 # characters that IGNORECASE matches to an ASCII letter but ``str.lower`` does not turn into it (or turns
 # into two characters): a note with none of them can be searched in lower case without IGNORECASE
 _FOLD_SPECIAL = ("\u0130", "\u0131", "\u017f", "\u212a")
-_INJECT_CUE_LOW = re.compile(_INJECT_CUE.pattern)  # all lower case: _INJECT_CUE on ``_Note.low``
+# _INJECT_CUE on ``_Note.low`` as two patterns that each start with a literal (a letter, a digit), so the
+# regex engine skips ahead; "\\bX" is written "x(?<!\\wx)…"
+_INJECT_CUE_WORD = re.compile(
+    r"inject|chemodenervat|infiltrat|administ|treated|u(?<!\wu)nits?\b|b(?<!\wb)tx|botox|toxin|dysport|xeomin|myobloc"
+    r"|daxxify|d(?<!\wd)ose|s(?<!\ws)ites?\b"
+)
+_INJECT_CUE_DIGIT = re.compile(r"\d\s*u\b")
 _START = itemgetter("start")
 
 
@@ -395,7 +408,8 @@ class _Note:
                 s, e = self.segs.ranges[i]
                 if self.exact:
                     # (a cue word and _INJECT_CUE) or _DIGIT_U is _INJECT_CUE alone when ``low`` is exact
-                    cue = _INJECT_CUE_LOW.search(self.low[s:e]) is not None
+                    seg = self.low[s:e]
+                    cue = _INJECT_CUE_WORD.search(seg) is not None or _INJECT_CUE_DIGIT.search(seg) is not None
                 else:
                     seg = self.text[s:e]
                     low = seg.lower()
@@ -567,7 +581,7 @@ def _side_for(
     cut = max(window.rfind(";"), window.rfind(". "), window.rfind("\n"))
     if cut >= 0:
         window = window[cut + 1 :]
-    toks = list(_SIDE_TOKEN.finditer(window))
+    toks = list(_SIDE_TOKEN_LOW.finditer(window.lower()) if note.exact else _SIDE_TOKEN.finditer(window))
     if toks:
         last = toks[-1]
         if len(toks) >= 2:
@@ -875,10 +889,59 @@ def _mirror_sides(note: _Note, f: Facts) -> None:
                 f.injections.append(replace(inj, side=side, side_rule="side-mirror"))
 
 
-# _CANCEL and _TOXIN_NEGATED on ``_Note.low``, and what every _TOXIN_NEGATED match contains
-_CANCEL_LOW = re.compile(_CANCEL.pattern)
-_TOXIN_NEGATED_LOW = re.compile(_TOXIN_NEGATED.pattern)
-_TOXIN_NEGATED_PRE = re.compile(r"no\s+(?:bot|tox|inj|pro|dys|xeo|myo|dax)|never\s|w(?:as|ere)\s+not\s")
+def _lead(words: tuple[str, ...], rest: str = "") -> str:
+    """``\\b(?:word1|word2…)rest`` as ``w(?<!\\ww)ord1rest|…``: the same matches, tried in the same order,
+    but every alternative starts with a literal letter, so the regex engine skips the positions where
+    none can start (a leading ``\\b`` or lookbehind makes it try every position)."""
+    return "|".join(f"{w[0]}(?<!\\w{w[0]}){w[1:]}{rest}" for w in words)
+
+
+# _CANCEL and _TOXIN_NEGATED on ``_Note.low`` (alternatives in the same order), and what every
+# _TOXIN_NEGATED match contains
+_CANCEL_LOW = re.compile(
+    "|".join(
+        (
+            _lead(
+                ("injections?", "procedure", "treatment", "toxin", "botox", "chemodenervation", "session"),
+                r"\b[^.\n]{0,40}?\b(?:was|were|is|has\s+been|had\s+to\s+be)\s+(?:deferred|postponed|cancel+ed|aborted|"
+                r"not\s+performed|not\s+done|held|rescheduled|withheld|stopped)\b",
+            ),
+            _lead(
+                ("deferred", "postponed", "cancel+ed", "aborted", "held", "rescheduled"),
+                r"\s+(?:the\s+|today'?s\s+|this\s+)?(?:injections?|procedure|treatment)\b",
+            ),
+            _lead(
+                ("declined", "refused"),
+                r"\s+(?:the\s+|any\s+|further\s+|today'?s\s+)?(?:botox|toxin|botulinum|injections?|procedure|treatment)\b",
+            ),
+            _lead((r"did\s+not", r"does\s+not", r"do\s+not"), r"\s+(?:proceed|wish\s+to\s+proceed)\b"),
+            _lead((r"procedure\s*:\s*not\s+performed\b",)),
+        )
+    )
+)
+_TOXIN_NEGATED_LOW = re.compile(
+    "|".join(
+        (
+            _lead((r"no\s+(?:botulinum(?:\s+toxin)?|botox|toxin)\s*[.,;]",)),
+            _lead((r"never\s+(?:actually\s+)?received\s+(?:botulinum|botox|toxin)",)),
+            _lead(
+                (r"no\s+(?:injections?|botox|toxin|procedure)\s+(?:was\s+|were\s+)?(?:given\s+|performed\s+|done\s+)?today\b",)
+            ),
+            _lead(
+                (
+                    r"no\s+(?:botulinum(?:\s+toxin)?|botox|toxin|dysport|xeomin|myobloc|daxxify)\s+(?:was|were)\s+"
+                    r"(?:used|given|injected|administered)\b",
+                )
+            ),
+            _lead(
+                ("botulinum(?:\\s+toxin)?", "botox", "toxin"),
+                r"\s+(?:was|were)\s+not\s+(?:used|given|injected|administered)\b",
+            ),
+        )
+    )
+)
+_NO_TOXIN = re.compile(r"no\s+(?:bot|tox|inj|pro|dys|xeo|myo|dax)")
+_WAS_NOT = re.compile(r"w(?:as|ere)\s+not\s")
 _WAS_INJECTED = re.compile(r"\bwas injected|\bwere injected|\binjected (?:into|in|to)\b|\badministered\b", re.IGNORECASE)
 
 
@@ -892,17 +955,20 @@ def _cancellation(note: _Note, f: Facts) -> None:
 
     low = note.low
     cancel = negated = None
+    if any(k in low for k in ("no ", "never", " not ")):
+        if note.exact:
+            # what every match contains (patterns with a literal prefix: the regex engine skips ahead)
+            if _NO_TOXIN.search(low) or "never" in low or _WAS_NOT.search(low):
+                negated = next((m for m in _TOXIN_NEGATED_LOW.finditer(low) if ok(m)), None)
+        else:
+            negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
+    if negated is None and any(i.units is not None for i in f.injections):
+        return  # a dose was given: a cancellation sentence alone changes nothing (see below)
     if any(k in low for k in _CANCEL_KEYS):  # cheap prefilter: almost no note has any of these
         if note.exact:
             cancel = next((m for m in _CANCEL_LOW.finditer(low) if ok(m)), None)
         else:
             cancel = next((m for m in _CANCEL.finditer(text) if ok(m)), None)
-    if any(k in low for k in ("no ", "never", " not ")):
-        if note.exact:
-            if _TOXIN_NEGATED_PRE.search(low):
-                negated = next((m for m in _TOXIN_NEGATED_LOW.finditer(low) if ok(m)), None)
-        else:
-            negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
     if cancel is None and negated is None:
         return
     if cancel is not None and negated is None and _PARTIAL.search(text[cancel.start() : cancel.end()]):
@@ -1278,7 +1344,25 @@ _REGION_WORDS = (
 )
 
 
-_REGION_WORDS_LOW = tuple((re.compile(rx.pattern), regions) for rx, regions in _REGION_WORDS)  # on ``_Note.low``
+_REGION_WORD_REGIONS = frozenset(r for _, regions in _REGION_WORDS for r in regions)
+# _REGION_WORDS on ``_Note.low``, each "\\bX" written "x(?<!\\wx)…" so that every alternative starts with a
+# letter and the regex engine skips the positions where none can start (same matches, same order)
+_REGION_WORDS_LOW = tuple(
+    (re.compile(rx), regions)
+    for rx, (_, regions) in zip(
+        (
+            r"n(?<!\wn)eck\b|c(?<!\wc)ervical\b|s(?<!\ws)cm\b|torticollis",
+            r"e(?<!\we)yes?\b|eyelids?|l(?<!\wl)ids?\b|periocular|f(?<!\wf)ac(?:e|ial)\b|blephar|orbicularis",
+            r"a(?<!\wa)rms?\b|upper (?:limb|extremit)|[rl](?<!\w[rl])ue\b|u(?<!\wu)e\b|forearm|h(?<!\wh)and\b|elbow|wrist",
+            r"l(?<!\wl)egs?\b|lower (?:limb|extremit)|[rl](?<!\w[rl])le\b|l(?<!\wl)e\b|calf|thigh|f(?<!\wf)oot\b|ankle|knee|hip",
+            r"laryn|vocal|thyroarytenoid",
+            r"salivary|parotid|submandibular|glands?",
+            r"t(?<!\wt)runk\b|paraspinal|abdominal",
+        ),
+        _REGION_WORDS,
+        strict=True,
+    )
+)
 
 
 def _guidance(note: _Note, f: Facts) -> None:
@@ -1296,6 +1380,8 @@ def _guidance(note: _Note, f: Facts) -> None:
     seg_index = note.segs.index
     for k, i in enumerate(f.injections):
         by_seg_inj.setdefault(seg_index(i.evidence.start), []).append(k)
+    # the regions a guidance sentence names can pick out only injections in those regions
+    scan_regions = any(i.region in _REGION_WORD_REGIONS for i in f.injections)
     for a in mentions:
         seg = a["ctx"]["segment"]
         neuro_only = (note.seg_has(seg, "NERVE") or note.has_agent(seg, "neurolytic")) and not (
@@ -1314,7 +1400,7 @@ def _guidance(note: _Note, f: Facts) -> None:
             if method != "none":
                 f.guidance.append((method, _ev(text, a)))
         targets = list(by_seg_inj.get(seg, ()))
-        if not targets:
+        if not targets and scan_regions:
             s0, e0 = note.segs.ranges[seg]
             best = None
             haystack = note.low if note.exact else text
@@ -1408,13 +1494,60 @@ _QUAL_KEYS = {
     "chronic": (("chronic",), ("acute",)),
     "secondary": (("hyperhidrosis",), ()),
 }
+_QUAL_ROWS = tuple((q, pos, neg, *_QUAL_KEYS[q]) for q, (pos, neg) in _QUAL.items())
+
+
+def _qual_word(low: str) -> bool:
+    """Whether lower-case ``low`` holds a word of _QUAL_KEYS (``in`` beats a regex alternation here)."""
+    return (
+        "chronic" in low
+        or "aura" in low
+        or "status" in low
+        or "acute" in low
+        or "intractab" in low
+        or "refractory" in low
+        or "resistant" in low
+        or "hyperhidrosis" in low
+    )
+
+
 _SIDED_DX = ("hemifacial_spasm", "hemiplegia", "stroke", "focal_dystonia", "writers_cramp", "sixth_nerve_palsy")
 _DX_SIDE = re.compile(r"(?:of|on|affecting|involving) the (left|right)|\b(left|right)[- ]sided", re.I)
-_CP_TYPE_RX = [(name, re.compile(rx, re.I)) for name, rx in _CP_TYPE]
-_MS_TYPE_RX = [(name, re.compile(rx, re.I)) for name, rx in _MS_TYPE]
-_HH_SITE_RX = [(name, re.compile(rx, re.I)) for name, rx in _HH_SITE]
+# (name, pattern, lower-case words one of which every match contains)
+_CP_TYPE_RX = [
+    (name, re.compile(rx, re.I), keys)
+    for (name, rx), keys in zip(
+        _CP_TYPE, (("quadrip", "tetrap", "four"), ("dip",), ("hemip",), ("athetoid", "dyskinetic", "dystonic")), strict=True
+    )
+]
+_MS_TYPE_RX = [
+    (name, re.compile(rx, re.I), keys)
+    for (name, rx), keys in zip(_MS_TYPE, (("relapsing", "rrms"), ("primary", "ppms"), ("secondary", "spms")), strict=True)
+]
+_HH_SITE_RX = [
+    (name, re.compile(rx, re.I), keys)
+    for (name, rx), keys in zip(
+        _HH_SITE,
+        (("axill", "underarm"), ("palm", "hand"), ("plantar", "sole", "feet", "foot"), ("facial", "face", "scalp", "forehead")),
+        strict=True,
+    )
+]
 _SAH = re.compile(r"subarachnoid|\bsah\b", re.I)
+_SAH_KEYS = ("subarachnoid", "sah")
 _BLEED = re.compile(r"hemorrhag|\bich\b|bleed", re.I)
+_BLEED_KEYS = ("hemorrhag", "ich", "bleed")
+
+
+def _search(rx: re.Pattern[str], keys: tuple[str, ...], text: str, low: str | None) -> re.Match[str] | None:
+    """``rx.search(text)``, skipped when ``low`` (exactly lower-cased ``text``) has none of the words every
+    match contains."""
+    if low is not None:
+        for k in keys:
+            if k in low:
+                break
+        else:
+            return None
+    return rx.search(text)
 
 
 def _diagnoses(note: _Note, f: Facts) -> None:
@@ -1422,6 +1555,8 @@ def _diagnoses(note: _Note, f: Facts) -> None:
     low = note.low
     exact = note.exact
     mentions = [a for a in note.labels("DX") if not a["ctx"]["negated"] and not a["ctx"]["hypothetical"]]
+    if not mentions:
+        return  # no diagnoses: nothing to qualify, and no migraine protocol
     in_dx = [a for a in mentions if a["ctx"]["section"] in _DX_SECTIONS]
     for a in mentions:
         w0, w1 = max(0, a["start"] - 60), a["end"] + 60
@@ -1429,9 +1564,9 @@ def _diagnoses(note: _Note, f: Facts) -> None:
         wlow = low[w0:w1] if exact else None
         quals: dict[str, str] = {}
         concept = a["concept"]
-        for q, (pos, neg) in _QUAL.items():
+        # (no qualifier word in the window: no qualifier)
+        for q, pos, neg, pos_keys, neg_keys in _QUAL_ROWS if wlow is None or _qual_word(wlow) else ():
             if wlow is not None:  # the regexes run only when a word they need is there
-                pos_keys, neg_keys = _QUAL_KEYS[q]
                 if neg is not None and any(k in wlow for k in neg_keys) and neg.search(window):
                     quals[q] = "0"
                 elif any(k in wlow for k in pos_keys) and pos.search(window):
@@ -1441,34 +1576,37 @@ def _diagnoses(note: _Note, f: Facts) -> None:
             elif pos.search(window):
                 quals[q] = "1"
         if concept in _SIDED_DX:
-            near = text[max(0, a["start"] - 25) : a["end"] + 25]
-            tokens = list(_SIDE_TOKEN.finditer(text[max(0, a["start"] - 25) : a["start"]]))
+            n0, n1 = max(0, a["start"] - 25), a["end"] + 25
+            near = text[n0:n1]
+            before = text[n0 : a["start"]]
+            tokens = list(_SIDE_TOKEN_LOW.finditer(before.lower()) if exact else _SIDE_TOKEN.finditer(before))
             if tokens:
                 quals["side"] = side_of(tokens[-1].group(0)) or ""
             else:
-                am = _DX_SIDE.search(near)
+                am = _search(_DX_SIDE, ("left", "right"), near, low[n0:n1] if exact else None)
                 if am:
                     quals["side"] = side_of(am.group(1) or am.group(2)) or ""
         if concept == "cerebral_palsy":
             seg_text = note.seg_text(a["ctx"]["segment"])
-            for name, rx in _CP_TYPE_RX:
-                if rx.search(seg_text):
+            seg_low = seg_text.lower() if exact else None
+            for name, rx, keys in _CP_TYPE_RX:
+                if _search(rx, keys, seg_text, seg_low):
                     quals["cp"] = name
                     break
         if concept == "multiple_sclerosis":
-            for name, rx in _MS_TYPE_RX:
-                if rx.search(window):
+            for name, rx, keys in _MS_TYPE_RX:
+                if _search(rx, keys, window, wlow):
                     quals["ms"] = name
                     break
         if concept == "hyperhidrosis":
-            for name, rx in _HH_SITE_RX:
-                if rx.search(window):
+            for name, rx, keys in _HH_SITE_RX:
+                if _search(rx, keys, window, wlow):
                     quals.setdefault("sites", "")
                     quals["sites"] += ("|" if quals["sites"] else "") + name
         if concept == "stroke":
-            if _SAH.search(window):
+            if _search(_SAH, _SAH_KEYS, window, wlow):
                 quals["stroke"] = "sah"
-            elif _BLEED.search(window):
+            elif _search(_BLEED, _BLEED_KEYS, window, wlow):
                 quals["stroke"] = "hemorrhage"
             else:
                 quals["stroke"] = "infarction"
