@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nlp import __version__
 from nlp.facts import Facts, facts_from_doc
@@ -23,6 +23,9 @@ from nlp.mapping.diagnoses import code_system
 from nlp.mapping.model import Claim
 from nlp.pipeline import build_nlp
 from nlp.scoring.model import score_batch
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
 
 SCHEMA_VERSION = "1.0"
 MAX_NOTE_BYTES = 200_000
@@ -162,29 +165,34 @@ class Engine:
                 except KeyError as exc:
                     yield item, None, error_result(item.id, "BAD_PAYER", str(exc.args[0]))
 
-        scorer = self.scorer
-        pending: list[dict[str, Any]] = []
-        to_score: list[tuple[dict[str, Any], Facts, Claim, dict[str, Any]]] = []
+        batch: list[tuple[NoteInput, str | None, dict[str, Any] | None, Doc]] = []
         for doc in self.nlp.pipe(texts(), batch_size=batch_size):
             item, text, err = prepared.popleft()
-            if err is not None:
-                pending.append(err)
-            else:
-                facts = facts_from_doc(doc)
-                result, claim, prof = self._result(item, text or "", facts, today or date.today())
-                pending.append(result)
-                if scorer is not None:
-                    to_score.append((result, facts, claim, prof))
-            if len(pending) >= batch_size:
-                # the notes of one nlp.pipe batch are scored together, then yielded in input order
-                if to_score:
-                    score_batch(scorer, to_score)
-                    to_score = []
-                yield from pending
-                pending = []
-        if to_score:
-            score_batch(scorer, to_score)
-        yield from pending
+            batch.append((item, text, err, doc))
+            if len(batch) >= batch_size:
+                yield from self._finish(batch, today)
+                batch = []
+        if batch:
+            yield from self._finish(batch, today)
+
+    def _finish(
+        self, batch: list[tuple[NoteInput, str | None, dict[str, Any] | None, Doc]], today: date | None
+    ) -> list[dict[str, Any]]:
+        """The results of one ``nlp.pipe`` batch, in input order: each stage runs over the whole batch
+        (facts, then mapping, then one scoring call), which keeps each stage's code and tables warm."""
+        facts = [facts_from_doc(doc) if err is None else None for _, _, err, doc in batch]
+        out: list[dict[str, Any]] = []
+        to_score: list[tuple[dict[str, Any], Facts, Claim, dict[str, Any]]] = []
+        for (item, text, err, _), f in zip(batch, facts, strict=True):
+            if f is None:  # an input error: its error result stands in its place
+                out.append(cast(dict[str, Any], err))
+                continue
+            result, claim, prof = self._result(item, text or "", f, today or date.today())
+            out.append(result)
+            to_score.append((result, f, claim, prof))
+        if to_score and self.scorer is not None:
+            score_batch(self.scorer, to_score)
+        return out
 
     def _result(self, item: NoteInput, text: str, facts: Facts, today: date) -> tuple[dict[str, Any], Claim, dict[str, Any]]:
         """The result object of one note (not yet scored), its claim and its payer profile."""
