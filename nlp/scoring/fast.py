@@ -282,13 +282,14 @@ class CompiledSet:
         self.value = np.concatenate([*vals, [0.0]])
         width = max(len(r) for r in roots.values())
         self.roots = {k: np.concatenate([r, np.full(width - len(r), dummy, dtype=np.intp)]) for k, r in roots.items()}
-        self.width = col_off
+        # one more column that is always 0.0: the leaves of the walk's node layout read it (see _layout)
+        self.width = col_off + 1
+        self._layout(col_off)
         self.depth = max(m.depth for m in models.values())
         # precompiled encoders: one per kind, for its own block of the columns
         self.enc = {k: _encoder(m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
         self.fallback = {k: (m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
         self.kind_ix = {k: i for i, k in enumerate(self.kinds)}
-        self.root_mat = np.stack([self.roots[k] for k in self.kinds])
         self.init = [models[k].init for k in self.kinds]
         self.cal = [models[k].calibrators for k in self.kinds]
         # the note-level space: every column name of every kind once, so that the features a note shares
@@ -311,6 +312,53 @@ class CompiledSet:
                 max(1, len(names)),
             )
 
+    def _layout(self, zero: int) -> None:
+        """The nodes renumbered for the walk: the two children of every split are neighbours (left, then
+        right), so one step is ``node = w_right[node] - (x <= w_thr[node])``. A leaf steps to itself: it
+        reads column ``zero`` (always 0.0) against +inf, and its ``w_right`` is itself + 1. A split's
+        threshold becomes the largest float32 not above it, which answers ``x <= threshold`` exactly as
+        the float64 threshold does for every float32 ``x`` (NaN included, which goes right)."""
+        import numpy as np
+
+        feat, thr, left, right = self.feat.tolist(), self.thr.tolist(), self.left.tolist(), self.right.tolist()
+        n = len(feat)
+        new = [-1] * n
+        order: list[int] = []
+        for r in sorted({int(x) for rr in self.roots.values() for x in rr}):
+            new[r] = len(order)
+            order.append(r)
+        i = 0
+        while i < len(order):
+            node = order[i]
+            i += 1
+            if left[node] != node:  # a split
+                for child in (left[node], right[node]):
+                    new[child] = len(order)
+                    order.append(child)
+        for node in range(n):  # nodes no tree reaches (none in a fitted tree) keep a place
+            if new[node] < 0:
+                new[node] = len(order)
+                order.append(node)
+        w_feat = np.zeros(n, dtype=np.intp)
+        w_thr = np.full(n, np.inf, dtype=np.float32)
+        w_right = np.zeros(n, dtype=np.intp)
+        w_value = np.zeros(n, dtype=np.float64)
+        for node in range(n):
+            j = new[node]
+            w_value[j] = self.value[node]
+            if left[node] == node:  # a leaf
+                w_feat[j] = zero
+                w_right[j] = j + 1
+            else:
+                w_feat[j] = feat[node]
+                t32 = np.float32(thr[node])
+                if float(t32) > thr[node]:
+                    t32 = np.nextafter(t32, np.float32(-np.inf))
+                w_thr[j] = t32
+                w_right[j] = new[right[node]]
+        self.w_feat, self.w_thr, self.w_right, self.w_value = w_feat, w_thr, w_right, w_value
+        self.w_roots = np.stack([np.asarray([new[int(x)] for x in self.roots[k]], dtype=np.intp) for k in self.kinds])
+
     def _walk(
         self, S: Any, shared_of_row: list[int], kind_of_row: list[int], ind: list[int], pos: list[int], val: list[float]
     ) -> list[float]:
@@ -326,13 +374,12 @@ class CompiledSet:
         if S is not None:
             X += S[np.asarray(shared_of_row, dtype=np.intp)]
         X = X.astype(np.float32).ravel()
-        idx = self.root_mat[np.asarray(kind_of_row, dtype=np.intp)]
+        idx = self.w_roots[np.asarray(kind_of_row, dtype=np.intp)]
         rowbase = (np.arange(r, dtype=np.intp) * W)[:, None]
-        feat, thr, left, right = self.feat, self.thr, self.left, self.right
+        feat, thr, right = self.w_feat, self.w_thr, self.w_right
         for _ in range(self.depth):
-            go = X[rowbase + feat[idx]] <= thr[idx]
-            idx = np.where(go, left[idx], right[idx])
-        raw: list[float] = self.value[idx].sum(axis=1).tolist()
+            idx = right[idx] - (X[rowbase + feat[idx]] <= thr[idx])
+        raw: list[float] = self.w_value[idx].sum(axis=1).tolist()
         init = self.init
         return [v + init[k] for v, k in zip(raw, kind_of_row, strict=True)]
 
