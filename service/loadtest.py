@@ -783,7 +783,8 @@ def markdown(report: dict[str, Any]) -> str:
     if st:
         out.append(
             f"Store: {_fmt(st['suggestions_ok'])} suggestions answered 200 and {_fmt(st['suggestions_stored'])} audited "
-            f"in the one SQLite store ({st['lost_suggestions']} lost)."
+            f"in the one SQLite store ({st['lost_suggestions']} lost"
+            + (f"; database and WAL {_fmt(st['file_mb'])} MB at the end)." if st.get("file_mb") is not None else ").")
         )
     return "\n".join(out).rstrip() + "\n"
 
@@ -981,8 +982,9 @@ def _main_async(args: argparse.Namespace, levels: list[int] | None, soak_c: int 
             "spawned": proc is not None,
             "workers": args.workers if proc is not None else None,
             "store": "sqlite" if home is not None else None,
-            "rss_mb_at_start": mem0["rss_mb"] if mem0 else None,
             "processes": mem0["processes"] if mem0 else None,
+            "rss_mb_at_start": mem0["rss_mb"] if mem0 else None,
+            "rss_mb_by_pid_at_start": mem0["rss_mb_by_pid"] if mem0 else None,
         }
         report["client"] = "asyncio, raw HTTP/1.1 keep-alive, one connection per client, closed loop"
         report["notes_in_rotation"] = len(notes)
@@ -1016,10 +1018,16 @@ def _main_async(args: argparse.Namespace, levels: list[int] | None, soak_c: int 
         if before is not None and after is not None:
             stored = after["suggestions"] - before["suggestions"]
             report["store"] = {"suggestions_ok": ok_count, "suggestions_stored": stored, "lost_suggestions": ok_count - stored}
+            files = [home / f"btxcode.db{suffix}" for suffix in ("", "-wal")]
+            report["store"]["file_mb"] = round(sum(f.stat().st_size for f in files if f.is_file()) / 2**20, 1)
         by_worker = served_by_worker(home)
         if by_worker:
             report["server"]["answered_by_worker"] = {p: dict(c) for p, c in by_worker.items()}
         report["server"]["log_errors"] = server_errors_logged(home)
+        mem1 = tree_memory(server_pid)
+        if mem1:
+            report["server"]["rss_mb_at_end"] = mem1["rss_mb"]
+            report["server"]["rss_mb_by_pid_at_end"] = mem1["rss_mb_by_pid"]
     finally:
         if proc is not None:
             stop(proc)
