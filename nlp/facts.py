@@ -11,13 +11,14 @@ import bisect
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
 from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import doc_text
+from nlp.components.base import MENTIONS, doc_text
 from nlp.textutil import side_of, to_number
 
 
@@ -292,6 +293,11 @@ _BAD_SECTIONS = {"exam", "diagnosis", "codes"}
 _DX_SECTIONS = {"diagnosis", "assessment_plan"}
 
 
+def _with_side(i: Injection, side: str | None, side_rule: str) -> Injection:
+    """``replace(i, side=side, side_rule=side_rule)``, without dataclasses.replace's field walk."""
+    return Injection(i.muscle_id, i.name, i.region, side, i.units, i.count_ids, i.is_group, i.evidence, side_rule, i.guidance)
+
+
 def _ev(text: str, a: dict[str, Any]) -> Evidence:
     return Evidence(a["start"], a["end"], text[a["start"] : a["end"]])
 
@@ -304,6 +310,7 @@ def _context_block(ctx: dict[str, Any]) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def _parse_date(value: str) -> date | None:
     v = value.strip().replace(".", "")
     fmts = (
@@ -340,6 +347,13 @@ _INJECT_CUE_DIGIT = re.compile(r"\d\s*u\b")
 _START = itemgetter("start")
 
 
+def _doc_attr(doc: Doc, name: str) -> Any:
+    """``doc._.<name>`` for an attribute the pipeline set, read where spaCy keeps it (every ``doc._``
+    builds an accessor object; the fallback covers any other storage)."""
+    value = doc.user_data.get(("._.", name, None, None))
+    return getattr(doc._, name) if value is None else value
+
+
 class _Note:
     """Index of a processed Doc: spans by label and by segment, segment texts, section lookups."""
 
@@ -350,32 +364,33 @@ class _Note:
         # ``low`` has the text's offsets, and a lower-case pattern without IGNORECASE matches on it exactly
         # where the IGNORECASE pattern matches on the text
         self.exact = text.isascii() or not any(c in text for c in _FOLD_SPECIAL)
-        ext = doc._
-        self.segs = ext.btx_segments
-        self.sections = ext.btx_sections
-        self.section_cats = ext.btx_section_cats
+        self.segs = _doc_attr(doc, "btx_segments")
+        self.sections = _doc_attr(doc, "btx_sections")
+        self.section_cats = _doc_attr(doc, "btx_section_cats")
         self.by_label: dict[str, list[dict[str, Any]]] = {}
         self.by_seg: dict[int, list[dict[str, Any]]] = {}
+        self.seg_labels: dict[int, set[str]] = {}  # labels present in each segment
         self.used_doses: set[int] = set()
-        by_label, by_seg = self.by_label, self.by_seg
-        for a in ext.btx_mentions or ():
+        by_label, by_seg, seg_labels = self.by_label, self.by_seg, self.seg_labels
+        # one stable sort by start: every list below is then in start order (ties in mention order)
+        mentions = doc.user_data.get(MENTIONS)
+        if mentions is None:
+            mentions = doc._.btx_mentions
+        for a in sorted(mentions or (), key=_START):
             lab = a["label"]
-            if lab in by_label:
-                by_label[lab].append(a)
-            else:
+            lst = by_label.get(lab)
+            if lst is None:
                 by_label[lab] = [a]
-            seg = a["ctx"]["segment"]
-            if seg in by_seg:
-                by_seg[seg].append(a)
             else:
+                lst.append(a)
+            seg = a["ctx"]["segment"]
+            lst = by_seg.get(seg)
+            if lst is None:
                 by_seg[seg] = [a]
-        for lst in by_label.values():
-            lst.sort(key=_START)
-        # labels present in each segment
-        self.seg_labels: dict[int, set[str]] = {}
-        for seg, lst in by_seg.items():
-            lst.sort(key=_START)
-            self.seg_labels[seg] = {a["label"] for a in lst}
+                seg_labels[seg] = {lab}
+            else:
+                lst.append(a)
+                seg_labels[seg].add(lab)
         self._cues: dict[int, bool] = {}
         self._blocks: dict[int, str | None] = {}
         self._mstarts: list[int] | None = None
@@ -752,6 +767,9 @@ def facts_from_doc(doc: Doc) -> Facts:
     return f
 
 
+_UNITS_OR_VIAL = re.compile(r"\d\s*(?:units?|u)\b|vial", re.IGNORECASE)
+
+
 def _product(note: _Note, f: Facts) -> None:
     scores: dict[str, float] = {}
     evid: dict[str, list[Evidence]] = {}
@@ -762,7 +780,7 @@ def _product(note: _Note, f: Facts) -> None:
             continue
         p = a["product"]
         near = note.text[max(0, a["start"] - 30) : a["end"] + 30]
-        bonus = 2.0 if re.search(r"\d\s*(?:units?|u)\b|vial", near, re.IGNORECASE) else 0.0
+        bonus = 2.0 if _UNITS_OR_VIAL.search(near) else 0.0
         if p == "botox" and a["text"].lower() == "botox":
             bonus -= 0.5  # "Botox" is often used for any toxin
         scores[p] = scores.get(p, 0.0) + 1.0 + bonus
@@ -886,7 +904,7 @@ def _mirror_sides(note: _Note, f: Facts) -> None:
         have = {(i.muscle_id, i.side) for i in f.injections}
         for inj in list(f.injections):
             if inj.side == other and inj.evidence.start < m.start() and (inj.muscle_id, side) not in have:
-                f.injections.append(replace(inj, side=side, side_rule="side-mirror"))
+                f.injections.append(_with_side(inj, side, "side-mirror"))
 
 
 def _lead(words: tuple[str, ...], rest: str = "") -> str:
@@ -1130,7 +1148,7 @@ def _fill_sides(f: Facts, hints: dict[str, set[str]] | None = None) -> None:
                 continue
             sides = region_sides.get(_limb(i.region), set())
             if len(sides) == 1:
-                i = replace(i, side=next(iter(sides)), side_rule="side-region")
+                i = _with_side(i, next(iter(sides)), "side-region")
         out.append(i)
     f.injections = out
 
@@ -1225,6 +1243,11 @@ def _neurolysis(note: _Note, f: Facts) -> None:
     f.nerves = [n for n in f.nerves if n.side or n.nerve_id not in sided]
 
 
+_IN_GAP = re.compile(r"\s*(?:in\s+)?")
+_VOLUME_WORD = re.compile(r"\b(?:ml|cc|volume|vials?)\b", re.IGNORECASE)
+_UNITS_WORD = re.compile(r"\b(?:units?|dose)\b", re.IGNORECASE)
+
+
 def _amounts(note: _Note, f: Facts) -> None:
     text = note.text
     allowed = [a for a in note.labels("DOSE") if _mention_block(note, a) is None]
@@ -1241,15 +1264,13 @@ def _amounts(note: _Note, f: Facts) -> None:
             for d in allowed
             if d["ctx"]["segment"] == seg
             and 0 <= cue["start"] - d["end"] <= 8
-            and re.fullmatch(r"\s*(?:in\s+)?", text[d["end"] : cue["start"]])
+            and _IN_GAP.fullmatch(text[d["end"] : cue["start"]])
         ]
         pick = before[-1] if before else (after[0] if after else None)
         if pick is None:
             continue
         gap = text[cue["end"] : pick["start"]] if pick["start"] >= cue["end"] else ""
-        if re.search(r"\b(?:ml|cc|volume|vials?)\b", gap, re.IGNORECASE) and not re.search(
-            r"\b(?:units?|dose)\b", gap, re.IGNORECASE
-        ):
+        if _VOLUME_WORD.search(gap) and not _UNITS_WORD.search(gap):
             continue
         line_start = text.rfind("\n", 0, cue["start"]) + 1
         opened = text[line_start : cue["start"]].count("(") > text[line_start : cue["start"]].count(")")
@@ -1348,8 +1369,8 @@ _REGION_WORD_REGIONS = frozenset(r for _, regions in _REGION_WORDS for r in regi
 # _REGION_WORDS on ``_Note.low``, each "\\bX" written "x(?<!\\wx)…" so that every alternative starts with a
 # letter and the regex engine skips the positions where none can start (same matches, same order)
 _REGION_WORDS_LOW = tuple(
-    (re.compile(rx), regions)
-    for rx, (_, regions) in zip(
+    (re.compile(rx), regions, keys)
+    for rx, (_, regions), keys in zip(
         (
             r"n(?<!\wn)eck\b|c(?<!\wc)ervical\b|s(?<!\ws)cm\b|torticollis",
             r"e(?<!\we)yes?\b|eyelids?|l(?<!\wl)ids?\b|periocular|f(?<!\wf)ac(?:e|ial)\b|blephar|orbicularis",
@@ -1360,6 +1381,15 @@ _REGION_WORDS_LOW = tuple(
             r"t(?<!\wt)runk\b|paraspinal|abdominal",
         ),
         _REGION_WORDS,
+        (  # words one of which every match contains
+            ("neck", "cervical", "scm", "torticollis"),
+            ("eye", "lid", "periocular", "fac", "blephar", "orbicularis"),
+            ("arm", "upper ", "ue", "forearm", "hand", "elbow", "wrist"),
+            ("leg", "lower ", "le", "calf", "thigh", "foot", "ankle", "knee", "hip"),
+            ("laryn", "vocal", "thyroarytenoid"),
+            ("salivary", "parotid", "submandibular", "gland"),
+            ("trunk", "paraspinal", "abdominal"),
+        ),
         strict=True,
     )
 )
@@ -1403,8 +1433,13 @@ def _guidance(note: _Note, f: Facts) -> None:
         if not targets and scan_regions:
             s0, e0 = note.segs.ranges[seg]
             best = None
-            haystack = note.low if note.exact else text
-            for rx, regions in _REGION_WORDS_LOW if note.exact else _REGION_WORDS:
+            if note.exact:
+                seg_low = note.low[s0:e0]  # (a pattern runs only when a word it needs is in the sentence)
+                scans = [(rx, regions) for rx, regions, keys in _REGION_WORDS_LOW if any(k in seg_low for k in keys)]
+                haystack = note.low
+            else:
+                scans, haystack = list(_REGION_WORDS), text
+            for rx, regions in scans:
                 for m in rx.finditer(haystack, s0, e0):
                     dist = abs(m.start() - a["start"])
                     if best is None or dist < best[0]:
