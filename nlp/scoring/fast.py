@@ -3,8 +3,10 @@
 The persisted model is the scikit-learn object (``CalibratedClassifierCV`` over a frozen
 ``DictVectorizer`` + ``GradientBoostingClassifier`` pipeline). Calling ``predict_proba`` on it costs a
 few milliseconds per call in input validation alone — more than the whole engine spends on a note — so
-the scorer compiles it once at load time into flat node arrays and walks every tree for all of a note's
-rows in a few vectorised NumPy steps (one per tree level). :meth:`CompiledModel.from_sklearn` returns ``None`` for any other model
+the scorer compiles it once at load time into flat node arrays and walks every tree for all rows of a
+batch of notes (:meth:`CompiledSet.predict_notes`) in a few vectorised NumPy steps (one per tree level).
+Rows are encoded through precompiled lookups, and the note-level features a note shares with all its
+rows are encoded once. :meth:`CompiledModel.from_sklearn` returns ``None`` for any other model
 structure, and the scorer checks the compiled numbers against ``predict_proba`` on reference rows
 before using them (falling back to ``predict_proba`` on any difference).
 """

@@ -109,7 +109,9 @@ def load_model(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 class ConfidenceScorer:
     """The ``scorer`` of :class:`nlp.engine.Engine`: fills ``confidence`` and ``route`` of a result.
 
-    All lines of a note are scored in one ``predict_proba`` call (likewise its diagnoses), then the claim."""
+    On the compiled path (:mod:`nlp.scoring.fast`) :meth:`score_many` scores a whole batch of notes (the
+    engine's ``nlp.pipe`` batch) in one evaluation; on the scikit-learn path all lines of a note are scored
+    in one ``predict_proba`` call (likewise its diagnoses), then the claim."""
 
     def __init__(self, models: dict[str, Any], manifest: dict[str, Any]):
         self.models = {k: models[k] for k in KINDS}
