@@ -541,20 +541,41 @@ def dx_features(
 
 def dx_only_features(facts: Facts, dx: Any, dxs: list[Any] | None = None) -> dict[str, Any]:
     """The diagnosis's own features (:data:`DX_FEATURES`)."""
-    starts = {e.start for e in dx.evidence}
-    matched = [d for d in facts.diagnoses if d.evidence.start in starts]
-    cat = dx.code.split(".")[0][:3]
+    cat = _category(dx.code)
+    return _dx_part(facts, dx, sum(1 for d in (dxs or []) if _category(d.code) == cat))
+
+
+def _category(code: str) -> str:
+    return code.split(".")[0][:3]
+
+
+def _dx_part(facts: Facts, dx: Any, same_cat: int) -> dict[str, Any]:
+    """:func:`dx_only_features` with ``d_n_same_cat`` given (counted once per claim by :func:`note_parts`)."""
+    evidence = dx.evidence
+    starts = {e.start for e in evidence}
+    in_dx_section = False
+    sections: set[str] = set()
+    concepts: set[str] = set()
+    n_quals = 0
+    for d in facts.diagnoses:
+        if d.evidence.start in starts:
+            if d.in_dx_section:
+                in_dx_section = True
+            sections.add(d.section)
+            concepts.add(d.concept)
+            if len(d.qualifiers) > n_quals:
+                n_quals = len(d.qualifiers)
     return {
         "d_rule": dx.rule,
         "d_listed": dx.rule == "DX-LISTED",
-        "d_cat": cat,
+        "d_cat": _category(dx.code),
         "d_system": dx.system,
-        "d_n_evidence": len(dx.evidence),
-        "d_in_dx_section": any(d.in_dx_section for d in matched),
-        "d_sections": sorted({d.section for d in matched}),
-        "d_concepts": sorted({d.concept for d in matched}),
-        "d_n_quals": max((len(d.qualifiers) for d in matched), default=0),
-        "d_n_same_cat": sum(1 for d in (dxs or []) if d.code.split(".")[0][:3] == cat),
+        "d_n_evidence": len(evidence),
+        "d_in_dx_section": in_dx_section,
+        "d_sections": sorted(sections),
+        "d_concepts": sorted(concepts),
+        "d_n_quals": n_quals,
+        "d_n_same_cat": same_cat,
         "d_ev_first": _log(min(starts, default=0)),
     }
 
@@ -632,9 +653,14 @@ def note_parts(facts: Facts, claim: Any, result: dict[str, Any]) -> tuple[dict[s
     same: dict[str, int] = {}
     for ln in lines:
         same[ln.code] = same.get(ln.code, 0) + 1
+    dxs = claim.diagnoses
+    cats: dict[str, int] = {}
+    for d in dxs:
+        cat = _category(d.code)
+        cats[cat] = cats.get(cat, 0) + 1
     return note, {
         "line": [_line_part(facts, ln, same[ln.code]) for ln in lines],
-        "dx": [dx_only_features(facts, d, claim.diagnoses) for d in claim.diagnoses],
+        "dx": [_dx_part(facts, d, cats[_category(d.code)]) for d in dxs],
         "claim": [claim_only_features(claim)],
     }
 
