@@ -64,22 +64,35 @@ def table(name: str) -> tuple[Row, ...]:
                 except ValueError as exc:
                     raise TableError(f"{name}:{line_no}: bad date in {col!r}: {clean[col]!r}") from exc
         rows.append(clean)
-    return tuple(rows)
+    out = tuple(rows)
+    _TABLES[id(out)] = out
+    for r in out:
+        _TABLE_ROWS[id(r)] = r
+    return out
+
+
+# what table() returned, by id (held here, so that an id keeps meaning the same object): only these rows
+# and tables have their parsed dates and rows in force cached
+_TABLES: dict[int, tuple[Row, ...]] = {}
+_TABLE_ROWS: dict[int, Row] = {}
 
 
 def _d(value: str) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-# per row (by id, holding the row so that the id stays its own): (valid_from, valid_to, option)
+# per table row, by id: (the row, valid_from, valid_to, option)
 _ROWINFO: dict[int, tuple[Row, date | None, date | None, str]] = {}
 
 
 def _info(row: Row) -> tuple[Row, date | None, date | None, str]:
-    """A row's validity dates and option, parsed once (rows are cached and never change)."""
-    got = _ROWINFO.get(id(row))
+    """A row's validity dates and option, parsed once for the rows of :func:`table` (which never change)."""
+    key = id(row)
+    got = _ROWINFO.get(key)
     if got is None or got[0] is not row:
-        got = _ROWINFO[id(row)] = (row, _d(row.get("valid_from", "")), _d(row.get("valid_to", "")), row.get("option", ""))
+        got = (row, _d(row.get("valid_from", "")), _d(row.get("valid_to", "")), row.get("option", ""))
+        if _TABLE_ROWS.get(key) is row:
+            _ROWINFO[key] = got
     return got
 
 
@@ -127,20 +140,24 @@ _ERAS: dict[int, _Eras] = {}
 def _eras(rows: tuple[Row, ...]) -> _Eras:
     eras = _ERAS.get(id(rows))
     if eras is None or eras.rows is not rows:
-        eras = _ERAS[id(rows)] = _Eras(rows)
+        eras = _Eras(rows)
+        if _TABLES.get(id(rows)) is rows:
+            _ERAS[id(rows)] = eras
     return eras
 
 
 def era(rows: tuple[Row, ...], dos: date) -> int:
-    """For a cached table (a tuple of rows): a number that is the same for two dates exactly when the same
-    rows are in force on both (before options), to key caches of what is derived from the rows in force."""
+    """For a table (the tuple :func:`table` returns): a number that is the same for two dates exactly when
+    the same rows are in force on both (before options), to key caches of what is derived from the rows
+    in force (with ``id(rows)``)."""
     return bisect_right(_eras(rows).cuts, dos)
 
 
 def active(rows: Iterable[Row], dos: date, options: Iterable[str] = ()) -> list[Row]:
-    """Rows in force on ``dos`` under the given profile options."""
+    """Rows in force on ``dos`` under the given profile options (remembered per era and options for the
+    tables :func:`table` returns)."""
     opts = tuple(options)
-    if type(rows) is not tuple:
+    if type(rows) is not tuple or _TABLES.get(id(rows)) is not rows:
         return [r for r in rows if is_active(r, dos, opts)]
     eras = _eras(rows)
     key = (bisect_right(eras.cuts, dos), opts)

@@ -91,13 +91,14 @@ def _icd_by_concept() -> dict[tuple[str, str], list[tuple[Row, dict[str, str], s
 _DEFAULT_ZERO = frozenset(("intractable", "status", "aura", "secondary", "chronic"))
 
 
-_PICKED: dict[tuple[str, str, int, tuple[tuple[str, str], ...], tuple[str, ...]], Row | None] = {}
+_PICKED: dict[tuple[int, str, str, int, tuple[tuple[str, str], ...], tuple[str, ...]], Row | None] = {}
 
 
 def _pick(concept: str, quals: dict[str, str], dos: date, options: tuple[str, ...]) -> Row | None:
     """The most specific row of ``codes/icd.csv`` for a concept and its qualifiers (remembered per era of
     the table, qualifiers and options)."""
-    key = (concept, code_system(dos), era(table("codes/icd.csv"), dos), tuple(sorted(quals.items())), tuple(options))
+    rows = table("codes/icd.csv")
+    key = (id(rows), concept, code_system(dos), era(rows, dos), tuple(sorted(quals.items())), tuple(options))
     if key in _PICKED:
         return _PICKED[key]
     if len(_PICKED) > 65536:

@@ -29,13 +29,13 @@ def _hcpcs_for(product: str, dos: date) -> Row | None:
     return None
 
 
-_RULES: dict[tuple[int, tuple[str, ...]], dict[str, Row]] = {}
+_RULES: dict[tuple[int, int, tuple[str, ...]], dict[str, Row]] = {}
 
 
 def _drug_rules(dos: date, options: tuple[str, ...]) -> dict[str, Row]:
     """Drug rows in force by kind (the last row of a kind wins); built once per era of the table and options."""
     rows = table("rules/drug.csv")
-    key = (era(rows, dos), tuple(options))
+    key = (id(rows), era(rows, dos), tuple(options))
     got = _RULES.get(key)
     if got is None:
         got = _RULES[key] = {r["kind"]: r for r in active(rows, dos, options)}

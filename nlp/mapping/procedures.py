@@ -54,13 +54,13 @@ def _rules_for(region: str, dos: date, options: tuple[str, ...]) -> list[Row]:
     return list(_rules_by_region(dos, options).get(region, ()))
 
 
-_BY_REGION: dict[tuple[int, tuple[str, ...]], dict[str, tuple[Row, ...]]] = {}
+_BY_REGION: dict[tuple[int, int, tuple[str, ...]], dict[str, tuple[Row, ...]]] = {}
 
 
 def _rules_by_region(dos: date, options: tuple[str, ...]) -> dict[str, tuple[Row, ...]]:
     """Chemodenervation rows in force by region, in table order; built once per era of the table and options."""
     rows = table("rules/chemodenervation.csv")
-    key = (era(rows, dos), tuple(options))
+    key = (id(rows), era(rows, dos), tuple(options))
     got = _BY_REGION.get(key)
     if got is None:
         out: dict[str, list[Row]] = {}
@@ -290,13 +290,13 @@ def neurolysis_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: C
     return lines
 
 
-_GUIDANCE: dict[tuple[int, tuple[str, ...]], dict[str, Row]] = {}
+_GUIDANCE: dict[tuple[int, int, tuple[str, ...]], dict[str, Row]] = {}
 
 
 def _guidance_rows(dos: date, options: tuple[str, ...]) -> dict[str, Row]:
     """Guidance rows in force by method (the last row of a method wins); built once per era and options."""
     rows = table("rules/guidance.csv")
-    key = (era(rows, dos), tuple(options))
+    key = (id(rows), era(rows, dos), tuple(options))
     got = _GUIDANCE.get(key)
     if got is None:
         got = _GUIDANCE[key] = {r["method"]: r for r in active(rows, dos, options)}
