@@ -211,11 +211,10 @@ class Engine:
             and not _day_month_swapped(given, facts.date_of_service)
         ):
             claim.warn("DOS_CONFLICT", given=given.isoformat(), noted=facts.date_of_service.isoformat())
-        dos_iso = dos.isoformat()
         result: dict[str, Any] = {
             "id": item.id,
             "schema_version": SCHEMA_VERSION,
-            "date_of_service": dos_iso,
+            "date_of_service": dos.isoformat(),
             "date_of_service_source": "given" if given else ("note" if facts.date_of_service else "today"),
             "code_set": {"procedures": f"CPT/HCPCS {dos.year}", "diagnoses": code_system(dos)},
             "payer": prof["name"],
