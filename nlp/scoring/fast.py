@@ -230,15 +230,15 @@ def _encode(
         if e is None:
             continue
         t = type(v)
-        if t is str:
-            c = e[1].get(v)
-            if c is not None:
-                add(base + c)
-        elif t in _NUMBER:
+        if t is float or t is int or t is bool:  # the commonest first
             c = e[0]
             if c >= 0:
                 pos.append(base + c)
                 val.append(v)
+        elif t is str:
+            c = e[1].get(v)
+            if c is not None:
+                add(base + c)
         elif t in _SEQ:
             strs = e[1]
             if strs:
