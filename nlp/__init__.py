@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -19,4 +20,10 @@ def load_engine(payer: str = "medicare", **kwargs: Any) -> Engine:
         from nlp.scoring.model import load_scorer
 
         kwargs["scorer"] = load_scorer(model_dir)
-    return Engine(default_payer=payer, **kwargs)
+    engine = Engine(default_payer=payer, **kwargs)
+    # The pipeline, tables and model are hundreds of thousands of objects that live as long as the
+    # process. Moving them out of the cyclic collector's view (gc.freeze) stops every full collection
+    # from walking them again: it cost ~0.2 ms/note in batch runs and long pauses in the service.
+    gc.collect()
+    gc.freeze()
+    return engine
