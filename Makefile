@@ -16,10 +16,10 @@ MTSAMPLES ?= $(firstword $(wildcard $(BTXCODE_SHARED)/realworld/mtsamples ../sha
                                     shared/realworld/mtsamples))
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv venv run test lint gold eval bench train clean
+.PHONY: help .venv venv run test lint gold eval bench train clean bench-all
 
 help: ## list the targets
-	@awk -F':.*## ' '/^[a-z. ]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z. -]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .venv venv: $(STAMP) ## create .venv and install btxcode with its dev tools (once; again when pyproject.toml changes)
 
@@ -55,6 +55,10 @@ eval: $(STAMP) ## score the MTSamples reference (codes stripped, DOS from refere
 bench: $(STAMP) ## throughput benchmark vs bare spaCy and default medspaCy (bench/run.py; installs the bench extra)
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev,bench]'
 	$(PYTHON) -m bench.run
+
+bench-all: $(STAMP) ## every issue-5 figure in one run: engine ratio, batch 1 vs 2 workers, memory 10k/100k, service load + 10-min soak (~20 min)
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev,bench]'
+	$(PYTHON) -m bench.run --all
 
 train: $(STAMP) ## regenerate training_data/generated and retrain models/confidence (writes the routing threshold)
 	$(PYTHON) -m nlp.training.generate
