@@ -7,11 +7,13 @@ list lines and table rows; wrapped prose lines (next line starting in lower case
 
 import functools
 import re
+from bisect import bisect_left, bisect_right
 
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
-from nlp.components.base import doc_text, ensure_extensions, make_span
+from nlp.components.base import _token_starts as token_starts
+from nlp.components.base import doc_text, ensure_extensions
 from nlp.loaders import table
 from nlp.textutil import Segments
 
@@ -21,19 +23,30 @@ _HEADER = re.compile(
     r"[ \t>*#\-\d.)]*(?P<title>[A-Za-z][A-Za-z0-9 /&'()\-\.]{0,60}?)[ \t]*(?::|\n|$)",
     re.MULTILINE,
 )
+# _HEADER without the lazy title: the title's characters exclude ":", "\n" and tab, so _HEADER's title
+# is this run of title characters less its trailing spaces, when that is at most 61 characters (the
+# prefix's characters are no letters, so it never gives any back). Same matches (tests compare).
+_HEADER_RUN = re.compile(r"[ \t>*#\-\d.)]*([A-Za-z][A-Za-z0-9 /&'()\-\.]*)[ \t]*(?::|\n|\Z)")
 
 
-def _header_matches(text: str) -> list[re.Match[str]]:
-    """Header-shaped matches at every place a header may start (anchored, so the scan stays cheap)."""
+def _header_matches(text: str) -> list[tuple[int, int, str]]:
+    """(title start, match end, title) of the _HEADER match at every place a header may start
+    (anchored, so the scan stays cheap)."""
     out = []
     last_end = -1
+    match = _HEADER_RUN.match
     for start in [0, *(m.end() for m in _HEADER_START.finditer(text))]:
         if start < last_end:
             continue
-        m = _HEADER.match(text, start)
+        m = match(text, start)
         if m is not None:
-            out.append(m)
+            title = m[1]
+            if len(title) > 61:
+                title = title.rstrip(" ")
+                if len(title) > 61:
+                    continue
             last_end = m.end()
+            out.append((m.start(1), last_end, title))
     return out
 
 
@@ -49,6 +62,8 @@ _BREAK_FAST = re.compile(
     r"[.!?\n](?:(?<=[A-Za-z0-9)\]%][.!?])(?P<b>[\"')\]]?\s+(?=\S))|(?<=[A-Za-z0-9)]\.)(?P<c>,)|(?<=\n)(?P<n>))"
 )
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
+# whether _ABBREV finds an abbreviation in the 8 characters that end at a "." (they repeat)
+_abbrevs: dict[str, bool] = {}
 
 
 @functools.cache
@@ -102,24 +117,23 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
     first header is category ``none``. A header with text on its own line ("Exam: MAS 2 …") labels
     only its paragraph when the section is one that is usually a single paragraph."""
     heads: list[tuple[int, int, str, str]] = []
-    for m in _header_matches(text):
-        cat, norm = _title_category(m.group("title"))
+    for title_start, m_end, raw in _header_matches(text):
+        cat, norm = _title_category(raw)
         if cat is None:
             continue
-        end_char = text[m.end() - 1] if m.end() > m.start() else ""
-        if end_char != ":":
+        if text[m_end - 1] != ":":
             # a header without a colon must be an upper-case line of its own
-            line = text[m.start("title") : m.end()].strip()
+            line = text[title_start:m_end].strip()
             if not line.isupper():
                 continue
-        heads.append((m.start("title"), m.end(), cat, norm))
-        nl = text.find("\n", m.end())
-        inline = text[m.end() : nl if nl >= 0 else len(text)].strip()
+        heads.append((title_start, m_end, cat, norm))
+        nl = text.find("\n", m_end)
+        inline = text[m_end : nl if nl >= 0 else len(text)].strip()
         if inline and cat in _PARAGRAPH_SCOPED:
             if cat in _LINE_SCOPED:
-                brk = _LINE_END.search(text, m.end())
+                brk = _LINE_END.search(text, m_end)
             else:
-                brk = _BLANK_LINE.search(text, m.end())
+                brk = _BLANK_LINE.search(text, m_end)
             if brk is not None:
                 heads.append((brk.end(), brk.end(), "none", ""))
     heads.sort(key=lambda h: h[0])
@@ -136,20 +150,36 @@ def find_sections(text: str) -> list[tuple[int, int, str, str]]:
 def find_segments(text: str) -> list[tuple[int, int]]:
     """Sentence-like segments: sentence ends, line breaks (unless a wrapped prose line), ``.,``."""
     cuts = [0]
+    add = cuts.append
+    abbrevs = _abbrevs
     for m in _BREAK_FAST.finditer(text):
-        pos, end = m.span() if m.lastindex == 3 else m.span(m.lastindex)
-        if end - pos == 1 and text[pos] == "\n":  # also a sentence end's lone line break
-            # join a wrapped prose line: previous line does not end a clause, next starts lower case
-            j = pos
-            while j and text[j - 1] in " \t":
-                j -= 1
-            if j and text[j - 1] not in ".:;!?|" and text[end : end + 1].islower():
+        group = m.lastindex
+        if group == 3:
+            pos = m.start()
+            end = pos + 1
+        else:
+            pos, end = m.span(group)
+            if end - pos != 1 or text[pos] != "\n":
+                # an abbreviation's "." ends no sentence; every _ABBREV match ends in a letter and "."
+                if text[pos - 1] == "." and text[pos - 2 : pos - 1].isalpha():
+                    tail = text[max(0, pos - 8) : pos]
+                    hit = abbrevs.get(tail)
+                    if hit is None:
+                        if len(abbrevs) > 100_000:
+                            abbrevs.clear()
+                        hit = abbrevs[tail] = _ABBREV.search(tail) is not None
+                    if hit:
+                        continue
+                add(end)
                 continue
-            cuts.append(end)
+        # a line break (also a sentence end's lone line break)
+        # join a wrapped prose line: previous line does not end a clause, next starts lower case
+        j = pos
+        while j and text[j - 1] in " \t":
+            j -= 1
+        if j and text[j - 1] not in ".:;!?|" and text[end : end + 1].islower():
             continue
-        if text[pos - 1 : pos] == "." and _ABBREV.search(text[max(0, pos - 8) : pos]):
-            continue
-        cuts.append(end)
+        add(end)
     cuts.append(len(text))
     segs = []
     for a, b in zip(cuts, cuts[1:], strict=False):
@@ -171,21 +201,36 @@ class SectionTagger:
 
     def __init__(self, spans_key: str = "btx_sections"):
         self.spans_key = spans_key
+        self._labels: dict[str, int] = {}
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
         text = doc_text(doc)
         spans = []
         sections = find_sections(text)
+        starts = token_starts(doc)
+        user_data = doc.user_data
+        labels = self._labels
         for start, end, cat, title in sections:
-            span = make_span(doc, start, end, cat)
-            if span is not None:
-                span._.btx = {"title": title, "start": start, "end": end}
-                spans.append(span)
+            # make_span, with the label's hash cached
+            i = bisect_right(starts, start) - 1
+            j = bisect_left(starts, end)
+            if i < 0:
+                i = 0
+            if j <= i:
+                continue
+            label = labels.get(cat)
+            if label is None:
+                label = labels[cat] = doc.vocab.strings.add(cat)
+            span = Span(doc, i, j, label=label)
+            # span._.btx = …, written where spaCy keeps it (every ``._`` builds an accessor object)
+            user_data[("._.", "btx", span.start_char, span.end_char)] = {"title": title, "start": start, "end": end}
+            spans.append(span)
         doc.spans[self.spans_key] = spans
-        doc._.btx_sections = Segments([(s, e) for s, e, _, _ in sections])
-        doc._.btx_section_cats = [c for _, _, c, _ in sections]
-        doc._.btx_segments = Segments(find_segments(text))
+        # doc._.btx_sections = … (likewise)
+        user_data[("._.", "btx_sections", None, None)] = Segments([(s, e) for s, e, _, _ in sections])
+        user_data[("._.", "btx_section_cats", None, None)] = [c for _, _, c, _ in sections]
+        user_data[("._.", "btx_segments", None, None)] = Segments(find_segments(text))
         return doc
 
 
