@@ -17,6 +17,7 @@ import math
 from array import array
 from collections.abc import Iterable
 from numbers import Number
+from operator import itemgetter
 from typing import Any
 
 _NUMBER = (int, float, bool)
@@ -252,6 +253,102 @@ def _encode(
             _append({k: v}, cols, sep, base + off, pos, val)
 
 
+# A row's encoding plan for one column map and one key order (the feature functions always build their
+# dicts with the same keys in the same order): (id of the plan, getter of the values of the names with
+# only a numeric column, those columns, getter of the values of the names with ``name=value`` columns,
+# their value → column maps). Names without columns are left out.
+_Plan = tuple[int, Any, Any, Any, tuple[tuple[str, dict[str, int]], ...]]
+_NUM_TYPES = frozenset((int, float, bool))
+
+
+def _getter(keys: list[str]) -> Any:
+    """A function of a dict that returns the tuple of its values at ``keys``."""
+    if len(keys) > 1:
+        return itemgetter(*keys)
+    if keys:
+        k = keys[0]
+        return lambda row: (row[k],)
+    return lambda row: ()
+
+
+def _make_plan(enc: _Enc, keys: tuple[str, ...], ident: int) -> _Plan:
+    import numpy as np
+
+    num_keys: list[str] = []
+    num_cols: list[int] = []
+    str_keys: list[str] = []
+    str_maps: list[dict[str, int]] = []
+    for k in keys:
+        e = enc.get(k)
+        if e is None:
+            continue
+        num, strs = e
+        if strs:
+            str_keys.append(k)
+            str_maps.append(strs)
+        elif num >= 0:
+            num_keys.append(k)
+            num_cols.append(num)
+    strs_of = tuple(zip(str_keys, str_maps, strict=True))
+    return ident, _getter(num_keys), np.asarray(num_cols, dtype=np.intp), _getter(str_keys), strs_of
+
+
+def _encode_plan(
+    row: dict[str, Any],
+    enc: _Enc,
+    fallback: tuple[dict[str, int], str, int],
+    base: int,
+    ind: list[int],
+    pos: list[int],
+    val: list[float],
+    plans: dict[tuple[int, tuple[str, ...]], _Plan],
+    nums: dict[int, tuple[Any, list[int], list[tuple[Any, ...]]]],
+    r: int,
+) -> None:
+    """:func:`_encode` through a plan for the row's keys: the indicators as there, the numbers collected in
+    ``nums`` (by plan: columns, row ``r``, value tuple) for :func:`_place`. A row whose numeric names do
+    not all carry numbers is encoded by :func:`_encode`."""
+    keys = tuple(row)
+    plan = plans.get((id(enc), keys))
+    if plan is None:
+        plan = plans[(id(enc), keys)] = _make_plan(enc, keys, len(plans))
+    ident, num_get, num_cols, str_get, str_maps = plan
+    values = num_get(row)
+    if not _NUM_TYPES.issuperset(map(type, values)):
+        _encode(row, enc, fallback, base, ind, pos, val)
+        return
+    add = ind.append
+    for (k, strs), v in zip(str_maps, str_get(row), strict=True):
+        if type(v) is str:
+            c = strs.get(v)
+            if c is not None:
+                add(base + c)
+        elif type(v) in _SEQ:
+            sget = strs.get
+            for vv in v:
+                c = sget(vv) if type(vv) is str else sget(f"{vv}")
+                if c is not None:
+                    add(base + c)
+        elif type(v) not in _NUM_TYPES:  # a number for a string feature adds nothing (as in _encode)
+            cols, sep, off = fallback
+            _append({k: v}, cols, sep, base + off, pos, val)
+    if len(num_cols):
+        got = nums.get(ident)
+        if got is None:
+            got = nums[ident] = (num_cols, [], [])
+        got[1].append(r)
+        got[2].append(values)
+
+
+def _place(X: Any, nums: dict[int, tuple[Any, list[int], list[tuple[Any, ...]]]]) -> None:
+    """Write the numbers collected by :func:`_encode_plan` into the rows of ``X`` (their columns are empty:
+    one number per column and row)."""
+    import numpy as np
+
+    for cols, rows, values in nums.values():
+        X[np.asarray(rows, dtype=np.intp)[:, None], cols] = np.asarray(values, dtype=np.float64)
+
+
 class CompiledSet:
     """Several compiled models evaluated together: one matrix and one tree walk for all rows of a note,
     or of many notes (:meth:`predict_notes`)."""
@@ -292,6 +389,7 @@ class CompiledSet:
         self.enc = {k: _encoder(m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
         self.fallback = {k: (m.columns, m.sep, self.col_off[k]) for k, m in models.items()}
         self.kind_ix = {k: i for i, k in enumerate(self.kinds)}
+        self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}  # see _encode_plan
         self.init = [models[k].init for k in self.kinds]
         self.cal = [models[k].calibrators for k in self.kinds]
         # the note-level space: every column name of every kind once, so that the features a note shares
@@ -362,7 +460,14 @@ class CompiledSet:
         self.w_roots = np.stack([np.asarray([new[int(x)] for x in self.roots[k]], dtype=np.intp) for k in self.kinds])
 
     def _walk(
-        self, S: Any, shared_of_row: list[int], kind_of_row: list[int], ind: list[int], pos: list[int], val: list[float]
+        self,
+        S: Any,
+        shared_of_row: list[int],
+        kind_of_row: list[int],
+        ind: list[int],
+        pos: list[int],
+        val: list[float],
+        nums: dict[int, tuple[Any, list[int], list[tuple[Any, ...]]]] | None = None,
     ) -> list[float]:
         """Decision function of each row: row ``i`` is its own encoded part plus row ``shared_of_row[i]`` of
         the shared matrix ``S`` (the two never fill the same column), evaluated with the trees of kind
@@ -373,6 +478,8 @@ class CompiledSet:
         # summed in float64 like DictVectorizer, then float32 like the trees (every column is either a
         # count of indicators or one number, so the order of the additions does not matter)
         X = _dense(ind, pos, val, r * W).reshape(r, W)
+        if nums:
+            _place(X, nums)
         if S is not None:
             X += S[np.asarray(shared_of_row, dtype=np.intp)]
         X = X.astype(np.float32).ravel()
@@ -447,23 +554,29 @@ class CompiledSet:
         kind_of_row: list[int] = []
         kinds = [(k, self.enc[k], self.fallback[k], self.kind_ix[k]) for k in self.kinds]
         counts: list[list[int]] = []
+        plans = self._plans
+        # numbers by plan: (plan's columns, row bases, value tuples), placed in one NumPy step per plan
+        nums: dict[int, tuple[Any, list[int], list[tuple[Any, ...]]]] = {}
+        snums: dict[int, tuple[Any, list[int], list[tuple[Any, ...]]]] = {}
         for n, (note, parts) in enumerate(notes):
-            _encode(note, nenc, nfb, n * NW, sind, spos, sval)
+            _encode_plan(note, nenc, nfb, n * NW, sind, spos, sval, plans, snums, n)
             cnt = []
             for kind, enc, fb, ki in kinds:
                 rows = parts.get(kind) or ()
                 cnt.append(len(rows))
                 for row in rows:
-                    _encode(row, enc, fb, len(kind_of_row) * W, ind, pos, val)
+                    r = len(kind_of_row)
+                    _encode_plan(row, enc, fb, r * W, ind, pos, val, plans, nums, r)
                     shared_of_row.append(n)
                     kind_of_row.append(ki)
             counts.append(cnt)
         if not kind_of_row:
             return [{} for _ in notes]
         N = _dense(sind, spos, sval, len(notes) * NW).reshape(len(notes), NW)
+        _place(N, snums)
         S = np.zeros((len(notes), W))
         S[:, dst] = N[:, src]
-        raws = self._walk(S, shared_of_row, kind_of_row, ind, pos, val)
+        raws = self._walk(S, shared_of_row, kind_of_row, ind, pos, val, nums)
         cal = self.cal
         out: list[dict[str, list[float]]] = []
         i = 0
@@ -482,7 +595,10 @@ def _dense(ind: list[int], pos: list[int], val: list[float], size: int) -> Any:
     """A flat float64 vector of ``size``: 1.0 added at each position of ``ind``, ``val[i]`` at ``pos[i]``."""
     import numpy as np
 
-    X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=size)
+    if pos:
+        X = np.bincount(np.asarray(pos, dtype=np.intp), weights=np.asarray(val, dtype=np.float64), minlength=size)
+    else:
+        X = np.zeros(size)
     if ind:
         X += np.bincount(np.asarray(ind, dtype=np.intp), minlength=size)
     return X
