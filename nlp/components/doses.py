@@ -388,13 +388,18 @@ def _followed(
     return out
 
 
-def _words(lower: str, occ: dict[str, list[int]], name: str, wins: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
-    """Candidate positions (as intervals) of a pattern's word alternatives inside the windows."""
+def _words(
+    lower: str, occ: dict[str, list[int]], name: str, wins: list[tuple[int, int]], wocc: dict[str, list[int]]
+) -> list[tuple[int, int, bool]]:
+    """Candidate positions (as intervals) of a pattern's word alternatives inside the windows. ``wocc``
+    caches the positions found inside these windows (the same windows on every call that shares it)."""
     pos: set[int] = set()
     for lit in _WORD_STARTS[name]:
         hits = occ.get(lit)
         if hits is None:
-            hits = [i for a, b in wins for i in _find_all(lower, lit, a, b)]
+            hits = wocc.get(lit)
+            if hits is None:
+                hits = wocc[lit] = [i for a, b in wins for i in _find_all(lower, lit, a, b)]
         for i in hits:
             if not (i > 0 and lower[i - 1] in _WORDCH):
                 pos.add(i)
@@ -429,18 +434,22 @@ def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
         words = sorted({i for kw in ("vial", "bottle") for i in occ[kw]})
         m_vial = _scan(_VIAL_A, text, runs, w_vial) + _scan(_VIAL_WORD_A, text, [(i, i + 1, True) for i in words], w_vial)
     if w_waste:
+        wocc: dict[str, list[int]] = {}
         runs = _inside(u_runs, w_waste)
         if runs:
-            keys = sorted(i for kw in _WASTE_VERBS for i in (occ[kw] if kw in occ else _find_all(lower, kw)))
+            for kw in _WASTE_VERBS:
+                if kw not in occ:
+                    occ[kw] = _find_all(lower, kw)
+            keys = sorted(i for kw in _WASTE_VERBS for i in occ[kw])
             runs = _followed(runs, keys, text, _GAP_WASTE, line=True)
         m_waste = _scan(_WASTE_A, text, runs, w_waste) + _scan(
-            _WASTE_WORD_A, text, _words(lower, occ, "WASTE_WORD", w_waste), w_waste
+            _WASTE_WORD_A, text, _words(lower, occ, "WASTE_WORD", w_waste, wocc), w_waste
         )
-        cands = _words(lower, occ, "WASTE_VOLUME", w_waste)
+        cands = _words(lower, occ, "WASTE_VOLUME", w_waste, wocc)
         runs = _inside(ml_runs, w_waste)
         m_waste_volume = _scan(_WASTE_VOLUME_A, text, sorted(cands + runs) if runs else cands, w_waste)
-        m_nowaste = _scan(_NOWASTE_A, text, _words(lower, occ, "NOWASTE", w_waste), w_waste)
-        m_remainder = _scan(_REMAINDER_A, text, _words(lower, occ, "REMAINDER", w_waste), w_waste)
+        m_nowaste = _scan(_NOWASTE_A, text, _words(lower, occ, "NOWASTE", w_waste, wocc), w_waste)
+        m_remainder = _scan(_REMAINDER_A, text, _words(lower, occ, "REMAINDER", w_waste, wocc), w_waste)
     if w_conc:
         runs = _inside(u_runs, w_conc)
         words = [(i, i + 1, True) for i in sorted({i for kw in ("reconstitut", "dilut", "mixed") for i in occ[kw]})]
@@ -615,13 +624,19 @@ def find_amounts(doc: Doc) -> list:
             continue
         after = text[end : end + 40]
         attrs: dict = {"units": n, "per_side": bool(PER_SIDE.match(after)), "sites": 1}
-        sm = SITES.match(after)
+        # SITES needs "x", "times" or "each" and SITES_BEFORE a sites/injections/points/locations word:
+        # on ASCII text, a cheap look for them first (non-ASCII letters can fold to ASCII ones)
+        la = after.lower()
+        sm = SITES.match(after) if "x" in la or "each" in la or "times" in la or not la.isascii() else None
         if sm and (k := to_number(sm.group("k"))) and 1 < k <= 40:
             attrs["sites"] = int(k)
         else:
-            bm = SITES_BEFORE.search(text[max(0, start - 30) : start])
-            if bm and (k := to_number(bm.group("k"))) and 1 < k <= 40:
-                attrs["sites"] = int(k)
+            before = text[max(0, start - 30) : start]
+            lb = before.lower()
+            if "site" in lb or "inject" in lb or "point" in lb or "location" in lb or not lb.isascii():
+                bm = SITES_BEFORE.search(before)
+                if bm and (k := to_number(bm.group("k"))) and 1 < k <= 40:
+                    attrs["sites"] = int(k)
         attrs["total_units"] = n * attrs["sites"]
         add((start, end, "DOSE", attrs))
     for s0, e0, v in table_doses(text):
