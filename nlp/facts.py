@@ -176,7 +176,8 @@ _SIDE_TOKEN_LOW = re.compile(
     r"|b(?<![a-z]b)(?:ilateral(?:ly)?|ilat\.?|/l|oth|(?=[\s\-:.)/]|$))(?![a-z])"
 )
 _SIDE_AFTER = re.compile(
-    r"^\s*(?:muscles?|m\.|mm\.|heads?)?\s*(?:,\s*)?[(\[-]?\s*(?:on\s+the\s+|on\s+)?"
+    # (possessive blanks: the same matches, without trying every split of a run of blanks on failure)
+    r"^\s*+(?:muscles?|m\.|mm\.|heads?)?\s*+(?:,\s*+)?[(\[-]?\s*+(?:on\s+the\s+|on\s+)?"
     r"(?P<s>left|right|bilateral(?:ly)?|bilat\.?|both\s+sides|b/l|lt|rt|L|R|B)\b\s*(?:side|sided)?\s*[)\]]?",
     re.IGNORECASE,
 )
@@ -237,6 +238,11 @@ _CONNECT_AFTER = re.compile(
     r"(?:approximately\s+|approx\.?\s+|about\s+|a total of\s+)?",
     re.IGNORECASE,
 )
+# _CONNECT_BEFORE / _CONNECT_AFTER on slices of ``_Note.low`` (no IGNORECASE: same matches there)
+_CONNECT_BEFORE_LOW = re.compile(_CONNECT_BEFORE.pattern.replace("[LR]", "[lr]"))
+_CONNECT_AFTER_LOW = re.compile(_CONNECT_AFTER.pattern.replace("[LRB]", "[lrb]"))
+# _LANDMARK run at an offset of the text (``match(text, pos, endpos)``: the same as on the slice)
+_LANDMARK_AT = re.compile(_LANDMARK.pattern[1:], re.IGNORECASE)
 _ADMIN_AFTER = re.compile(
     r"^\s*(?:\([^)]*\)\s*)?(?:was|were|is|are)?\s*(?:administered|injected|given|used|delivered|divided|distributed)\b",
     re.IGNORECASE,
@@ -509,12 +515,30 @@ def _section_ok(note: _Note, a: dict[str, Any]) -> str | None:
 
 
 def _mention_block(note: _Note, a: dict[str, Any]) -> str | None:
-    """Why mention ``a`` is not something done today (context or section), or None (cached per mention)."""
+    """Why mention ``a`` is not something done today (context or section), or None (the section test of a
+    history or plan mention cached per mention)."""
+    ctx = a["ctx"]
+    for r in ctx["rules"]:
+        if not r.startswith("SECTION:"):
+            if ctx.get("negated"):
+                return "negated"
+            if ctx.get("declined"):
+                return "declined"
+            if ctx.get("hypothetical"):
+                return "hypothetical"
+            if ctx.get("historical"):
+                return "historical"
+            break
+    section = ctx["section"]
+    if section in _BAD_SECTIONS:
+        return f"section:{section}"
+    if section != "history" and section != "plan":
+        return None
     key = id(a)
     blocks = note._blocks
     if key in blocks:
         return blocks[key]
-    reason = _mention_block_uncached(note, a)
+    reason = _section_ok(note, a)
     blocks[key] = reason
     return reason
 
@@ -579,32 +603,56 @@ def _side_headers(note: _Note) -> list[tuple[int, int, str]]:
     return out
 
 
+_SIDE_MEMO: dict[str, str | None] = {}
+
+
+def _side_word(word: str) -> str | None:
+    """``side_of(word)``, memoised (side tokens are a handful of distinct strings)."""
+    try:
+        return _SIDE_MEMO[word]
+    except KeyError:
+        side = _SIDE_MEMO[word] = side_of(word)  # (a few dozen spellings at most)
+        return side
+
+
 def _side_for(
     note: _Note, m: dict[str, Any], prev: dict[str, Any] | None, headers: list[tuple[int, int, str]] | None
 ) -> tuple[str | None, str]:
     """The side of mention ``m`` and the rule that gave it; ``headers`` None: the note's side headers."""
     text = note.text
-    start, end = m["start"], m["end"]
+    start = m["start"]
+    end = m["end"]
     seg = m["ctx"]["segment"]
-    seg_start = note.segs.ranges[seg][0] if seg >= 0 else 0
-    lo = max(seg_start, start - 60)
+    lo = start - 60
+    if seg >= 0:
+        seg_start = note.segs.ranges[seg][0]
+        if seg_start > lo:
+            lo = seg_start
+    elif lo < 0:
+        lo = 0
     same_seg = prev is not None and prev["ctx"]["segment"] == seg
-    if same_seg:
-        lo = max(lo, prev["end"])
-    window = text[lo:start]
+    if same_seg and prev["end"] > lo:  # type: ignore[index]
+        lo = prev["end"]  # type: ignore[index]
     # stop at a clause break so "… of the right arm. FCR" does not reach back
-    cut = max(window.rfind(";"), window.rfind(". "), window.rfind("\n"))
+    exact = note.exact
+    src = note.low if exact else text
+    cut = max(src.rfind(";", lo, start), src.rfind(". ", lo, start), src.rfind("\n", lo, start))
     if cut >= 0:
-        window = window[cut + 1 :]
-    toks = list(_SIDE_TOKEN_LOW.finditer(window.lower()) if note.exact else _SIDE_TOKEN.finditer(window))
+        lo = cut + 1
+    if exact:
+        toks = list(_SIDE_TOKEN_LOW.finditer(src[lo:start]))
+    else:
+        toks = list(_SIDE_TOKEN.finditer(text[lo:start]))
     if toks:
         last = toks[-1]
         if len(toks) >= 2:
             prev_t = toks[-2]
-            pair = {side_of(prev_t.group(0)), side_of(last.group(0))}
-            if pair == {"L", "R"} and _PAIR_JOIN.fullmatch(window[prev_t.end() : last.start()]):
+            a, b = _side_word(prev_t.group(0)), _side_word(last.group(0))
+            if ((a == "L" and b == "R") or (a == "R" and b == "L")) and _PAIR_JOIN.fullmatch(
+                text[lo + prev_t.end() : lo + last.start()]
+            ):
                 return "B", "side-before"
-        return side_of(last.group(0)), "side-before"
+        return _side_word(last.group(0)), "side-before"
     after = text[end : end + 30]
     first = after.lstrip()[:1]
     am = _SIDE_AFTER.match(after) if first and first in _SIDE_AFTER_FIRST else None
@@ -715,10 +763,15 @@ def _dose_for(
         if lower <= a_start and a["end"] <= start and start - a["end"] <= 45:
             before = a
     pick = None
-    if before is not None and _CONNECT_BEFORE.fullmatch(text[before["end"] : start]):
-        pick = before
-    if pick is None and after is not None and _CONNECT_AFTER.fullmatch(text[end : after["start"]]):
-        pick = after
+    if before is not None or after is not None:
+        if note.exact:
+            src, cb, ca = note.low, _CONNECT_BEFORE_LOW, _CONNECT_AFTER_LOW
+        else:
+            src, cb, ca = text, _CONNECT_BEFORE, _CONNECT_AFTER
+        if before is not None and cb.fullmatch(src[before["end"] : start]):
+            pick = before
+        if pick is None and after is not None and ca.fullmatch(src[end : after["start"]]):
+            pick = after
     if pick is None:
         return _bare_dose(note, m, limit_after), None
     if pick["label"] == "DOSE":
@@ -829,7 +882,7 @@ def _injections(note: _Note, f: Facts) -> None:
         before_m, prev = prev, m
         reason = _mention_block(note, m)
         seg = m["ctx"]["segment"]
-        if reason is None and _LANDMARK.match(text[m["end"] : m["end"] + 25]):
+        if reason is None and _LANDMARK_AT.match(text, m["end"], m["end"] + 25):
             reason = "landmark"
         if reason is None:
             cue = has_cue(seg)
