@@ -23,8 +23,9 @@ import spacy
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-# a token and the single space after it, or a run of whitespace that is a token of its own
-_TOKEN = re.compile(r"([^\W\d_]+|\d+|\S)( ?)|(\s+)")
+# a token and the single space after it, or a run of whitespace that is a token of its own (its
+# "space" is then empty: the run took every space)
+_TOKEN = re.compile(r"([^\W\d_]+|\d+|\S|\s+)( ?)")
 
 
 class ClinicalTokenizer:
@@ -35,8 +36,8 @@ class ClinicalTokenizer:
 
     def __call__(self, text: str) -> Doc:
         parts = _TOKEN.findall(text)
-        words = [tok or ws for tok, _, ws in parts]
-        spaces = [sp == " " for _, sp, _ in parts]
+        # words and spaces in two tuples; a space is " " or "", which Doc reads as a truth value
+        words, spaces = zip(*parts, strict=True) if parts else ((), ())
         doc = Doc(self.vocab, words=words, spaces=spaces)
         doc.user_data["btx_text"] = text
         return doc
