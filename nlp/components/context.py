@@ -9,12 +9,13 @@ hypothetical, declined, rules}.
 
 import bisect
 import re
+from typing import Any
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import doc_text, ensure_extensions
+from nlp.components.base import MENTIONS, doc_text, ensure_extensions
 
 MAX_NEG_SCOPE = 60  # characters a negation reaches forward or back
 FLAGS = ("negated", "historical", "hypothetical", "declined")
@@ -35,7 +36,12 @@ def _row_index(m: re.Match[str]) -> int:
 def find_triggers(text: str, offset: int = 0) -> list[tuple[int, int, dict[str, str]]]:
     """(start, end, rule row) of every context trigger in ``text`` (offsets shifted by ``offset``)."""
     scanner, rows = lexicons.context_patterns()
-    return [(m.start() + offset, m.end() + offset, rows[_row_index(m)]) for m in scanner.finditer(text)]
+    row_of = _ROW_OF.get
+    out = []
+    for m in scanner.finditer(text):
+        i = row_of(m.lastgroup)  # type: ignore[arg-type]
+        out.append((m.start() + offset, m.end() + offset, rows[_row_index(m) if i is None else i]))
+    return out
 
 
 def segment_scopes(
@@ -82,45 +88,66 @@ class ContextTagger:
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
-        ext = doc._  # one accessor object for the four attributes
-        mentions = ext.btx_mentions
+        user_data = doc.user_data
+        mentions = user_data.get(MENTIONS)
         if not mentions:
             return doc
         text = doc_text(doc)
-        segs = ext.btx_segments
-        sections = ext.btx_sections
-        cats = ext.btx_section_cats
+        segs, sections, cats = _doc_attr(doc, "btx_segments"), _doc_attr(doc, "btx_sections"), _doc_attr(doc, "btx_section_cats")
         seg_starts, seg_ranges, sec_starts = segs.starts, segs.ranges, sections.starts
         bisect_right = bisect.bisect_right
+        bisect_left = bisect.bisect_left
         cache: dict[int, list[tuple[str, int, int, str, int, int]]] = {}
         all_triggers = find_triggers(text)
         starts = [t[0] for t in all_triggers]
+        # per section: the ctx of a mention no trigger reaches (flags, section, its rule), copied per mention
+        base_of: dict[int, tuple[dict[str, Any], str | None]] = {}
         for attrs in mentions:
             start = attrs["start"]
             i = bisect_right(seg_starts, start) - 1
             scopes = cache.get(i)
             if scopes is None:
                 s, e = seg_ranges[i] if i >= 0 else (0, len(text))
-                lo_i, hi_i = bisect.bisect_left(starts, s), bisect.bisect_left(starts, e)
+                lo_i, hi_i = bisect_left(starts, s), bisect_left(starts, e)
                 scopes = cache[i] = segment_scopes(text, s, e, all_triggers[lo_i:hi_i]) if hi_i > lo_i else []
-            ctx: dict = {"negated": False, "historical": False, "hypothetical": False, "declined": False}
-            rules = []
+            j = bisect_right(sec_starts, start) - 1
+            got = base_of.get(j)
+            if got is None:
+                got = base_of[j] = _base_ctx(cats[j] if j >= 0 else "none")
+            base, sec_rule = got
+            ctx = base.copy()
+            rules: list[str] = []
             if scopes:
                 end = attrs["end"]
                 for flag, lo, hi, rule_id, ts, te in scopes:
                     if lo <= start < hi and not (ts < end and start < te):
                         ctx[flag] = True
                         rules.append(rule_id)
-            j = bisect_right(sec_starts, start) - 1
-            section = cats[j] if j >= 0 else "none"
-            ctx["section"] = section
-            if section in SECTION_FLAGS:
-                ctx[SECTION_FLAGS[section]] = True
-                rules.append(f"SECTION:{section}")
+            if sec_rule is not None:
+                rules.append(sec_rule)
             ctx["segment"] = i
             ctx["rules"] = rules
             attrs["ctx"] = ctx
         return doc
+
+
+def _doc_attr(doc: Doc, name: str) -> Any:
+    """``doc._.<name>``, read where spaCy keeps it (every ``doc._`` builds an accessor object)."""
+    value = doc.user_data.get(("._.", name, None, None))
+    return getattr(doc._, name) if value is None else value
+
+
+def _base_ctx(section: str) -> tuple[dict[str, Any], str | None]:
+    """The ctx of a mention in ``section`` that no trigger reaches (keys in their output order; ``segment``
+    and ``rules`` are filled per mention), and the section's rule (None when the section sets no flag)."""
+    ctx: dict[str, Any] = {"negated": False, "historical": False, "hypothetical": False, "declined": False}
+    ctx["section"] = section
+    flag = SECTION_FLAGS.get(section)
+    if flag is not None:
+        ctx[flag] = True
+    ctx["segment"] = -1
+    ctx["rules"] = None
+    return ctx, (None if flag is None else f"SECTION:{section}")
 
 
 @Language.factory("btx_context", assigns=["span._.btx"], requires=["doc.spans"], default_config={"spans_key": "btx"})
