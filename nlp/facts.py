@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from functools import lru_cache
 from operator import itemgetter
@@ -80,6 +80,59 @@ class Excluded:
     text: str
     reason: str
     start: int
+
+
+# Fast constructors of the frozen records built per mention: they fill the slots through their
+# descriptors, skipping the frozen ``__init__``'s ``object.__setattr__`` per field (same objects, a
+# third of the time). Keep the argument order the field order.
+_new = object.__new__
+_EV_SET = tuple(getattr(Evidence, x.name).__set__ for x in fields(Evidence))
+_INJ_SET = tuple(getattr(Injection, x.name).__set__ for x in fields(Injection))
+_EXC_SET = tuple(getattr(Excluded, x.name).__set__ for x in fields(Excluded))
+
+
+def _evidence(start: int, end: int, text: str, _s: tuple[Any, ...] = _EV_SET) -> Evidence:
+    e = _new(Evidence)
+    _s[0](e, start)
+    _s[1](e, end)
+    _s[2](e, text)
+    return e
+
+
+def _excluded(label: str, text: str, reason: str, start: int, _s: tuple[Any, ...] = _EXC_SET) -> Excluded:
+    x = _new(Excluded)
+    _s[0](x, label)
+    _s[1](x, text)
+    _s[2](x, reason)
+    _s[3](x, start)
+    return x
+
+
+def _injection(
+    muscle_id: str,
+    name: str,
+    region: str,
+    side: str | None,
+    units: float | None,
+    count_ids: tuple[str, ...],
+    is_group: bool,
+    evidence: Evidence,
+    side_rule: str,
+    guidance: str | None = None,
+    _s: tuple[Any, ...] = _INJ_SET,
+) -> Injection:
+    i = _new(Injection)
+    _s[0](i, muscle_id)
+    _s[1](i, name)
+    _s[2](i, region)
+    _s[3](i, side)
+    _s[4](i, units)
+    _s[5](i, count_ids)
+    _s[6](i, is_group)
+    _s[7](i, evidence)
+    _s[8](i, side_rule)
+    _s[9](i, guidance)
+    return i
 
 
 @dataclass(slots=True)
@@ -301,11 +354,11 @@ _DX_SECTIONS = {"diagnosis", "assessment_plan"}
 
 def _with_side(i: Injection, side: str | None, side_rule: str) -> Injection:
     """``replace(i, side=side, side_rule=side_rule)``, without dataclasses.replace's field walk."""
-    return Injection(i.muscle_id, i.name, i.region, side, i.units, i.count_ids, i.is_group, i.evidence, side_rule, i.guidance)
+    return _injection(i.muscle_id, i.name, i.region, side, i.units, i.count_ids, i.is_group, i.evidence, side_rule, i.guidance)
 
 
 def _ev(text: str, a: dict[str, Any]) -> Evidence:
-    return Evidence(a["start"], a["end"], text[a["start"] : a["end"]])
+    return _evidence(a["start"], a["end"], text[a["start"] : a["end"]])
 
 
 def _context_block(ctx: dict[str, Any]) -> str | None:
@@ -829,7 +882,7 @@ def _product(note: _Note, f: Facts) -> None:
     for a in note.labels("PRODUCT"):
         f.toxin_mentioned = True
         if _mention_block(note, a):
-            f.excluded.append(Excluded("PRODUCT", a["text"], _mention_block(note, a) or "", a["start"]))
+            f.excluded.append(_excluded("PRODUCT", a["text"], _mention_block(note, a) or "", a["start"]))
             continue
         p = a["product"]
         near = note.text[max(0, a["start"] - 30) : a["end"] + 30]
@@ -902,7 +955,7 @@ def _injections(note: _Note, f: Facts) -> None:
             elif not (cue or head is not None or (f.toxin_today and _dosing_line(note, seg))):
                 reason = "no injection documented"
         if reason is not None:
-            f.excluded.append(Excluded("MUSCLE", m["text"], reason, m["start"]))
+            f.excluded.append(_excluded("MUSCLE", m["text"], reason, m["start"]))
             continue
         units, dose_span = _dose_for(note, m, nxt, before_m, conc, used)
         if dose_span is not None:
@@ -928,13 +981,13 @@ def _injections(note: _Note, f: Facts) -> None:
             if key in seen:
                 k = seen[key]
                 if injections[k].units is None and units is not None:
-                    injections[k] = Injection(
+                    injections[k] = _injection(
                         mus.muscle_id, mus.name, mus.region, s, units, mus.count_ids, mus.is_group, ev, side_rule
                     )
                 continue
             seen[key] = len(injections)
             injections.append(
-                Injection(mus.muscle_id, mus.name, mus.region, s, units, mus.count_ids, mus.is_group, ev, side_rule)
+                _injection(mus.muscle_id, mus.name, mus.region, s, units, mus.count_ids, mus.is_group, ev, side_rule)
             )
     _mirror_sides(note, f)
     _cancellation(note, f)
@@ -1050,7 +1103,7 @@ def _cancellation(note: _Note, f: Facts) -> None:
     if performed and negated is None:
         return
     for i in f.injections:
-        f.excluded.append(Excluded("MUSCLE", i.evidence.text, "procedure not performed", i.evidence.start))
+        f.excluded.append(_excluded("MUSCLE", i.evidence.text, "procedure not performed", i.evidence.start))
     f.injections = []
     f.cancelled = True
     f.toxin_today = False
@@ -1132,7 +1185,7 @@ def _sweat_sites(note: _Note, f: Facts) -> None:
         )
     if not sweat:
         dropped = [i for i in f.injections if i.region in _SWEAT_REGIONS]
-        f.excluded.extend(Excluded("MUSCLE", i.evidence.text, "not a hyperhidrosis note", i.evidence.start) for i in dropped)
+        f.excluded.extend(_excluded("MUSCLE", i.evidence.text, "not a hyperhidrosis note", i.evidence.start) for i in dropped)
         f.injections = [i for i in f.injections if i.region not in _SWEAT_REGIONS]
         return
     if f.injections or not f.toxin_today:
@@ -1197,7 +1250,7 @@ def _fill_sides(f: Facts, hints: dict[str, set[str]] | None = None) -> None:
                 continue
             if i.region in limbs_sided and len(region_sides.get(i.region, ())) > 1:
                 # an unsided limb mention beside sided ones ("hamstring spasticity") adds no extremity
-                f.excluded.append(Excluded("MUSCLE", i.evidence.text, "side unknown beside sided muscles", i.evidence.start))
+                f.excluded.append(_excluded("MUSCLE", i.evidence.text, "side unknown beside sided muscles", i.evidence.start))
                 continue
             sides = region_sides.get(_limb(i.region), set())
             if len(sides) == 1:
@@ -1281,7 +1334,7 @@ def _neurolysis(note: _Note, f: Facts) -> None:
         if reason is None and not agent:
             reason = "no neurolytic agent"
         if reason is not None:
-            f.excluded.append(Excluded("NERVE", a["text"], reason, a["start"]))
+            f.excluded.append(_excluded("NERVE", a["text"], reason, a["start"]))
             continue
         nid = a["ids"][0]
         for s in [side] if side != "B" else ["L", "R"]:
@@ -1528,7 +1581,7 @@ def _guidance(note: _Note, f: Facts) -> None:
         else:
             chosen = default
         if chosen != inj.guidance:
-            inj = Injection(
+            inj = _injection(
                 inj.muscle_id,
                 inj.name,
                 inj.region,
