@@ -270,7 +270,7 @@ def _slow_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
         _near(CONC, text, w_conc),
         list(DOSE.finditer(text)),
         list(VOLUME.finditer(text)),
-        _near(TOTAL, text, w_total),
+        [m.span() for m in _near(TOTAL, text, w_total)],
     ]
 
 
@@ -296,10 +296,28 @@ def _ascii(p: re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(p.pattern, (p.flags & ~re.UNICODE) | re.ASCII)
 
 
-_VIAL_A, _VIAL_WORD_A, _WASTE_A, _WASTE_WORD_A, _WASTE_VOLUME_A, _NOWASTE_A, _REMAINDER_A, _CONC_A = map(
-    _ascii, (VIAL, VIAL_WORD, WASTE, WASTE_WORD, WASTE_VOLUME, NOWASTE, REMAINDER, CONC)
+_WASTE_A = _ascii(WASTE)
+
+
+def _lc(p: re.Pattern[str]) -> re.Pattern[str]:
+    """The same pattern, case-sensitive with ASCII classes: on the lower-cased ASCII note it finds the same
+    spans and numbers as ``p`` on the note (its literals are lower case; cheaper than case folding). Not
+    for WASTE, whose ``(?-i:(?=[a-z]))`` tells the case of the note."""
+    return re.compile(p.pattern, re.ASCII)
+
+
+_VIAL_L, _VIAL_WORD_L, _WASTE_WORD_L, _WASTE_VOLUME_L, _NOWASTE_L, _REMAINDER_L, _CONC_L, _DOSE_L, _VOLUME_L = map(
+    _lc, (VIAL, VIAL_WORD, WASTE_WORD, WASTE_VOLUME, NOWASTE, REMAINDER, CONC, DOSE, VOLUME)
 )
-_DOSE_A, _VOLUME_A, _TOTAL_A = map(_ascii, (DOSE, VOLUME, TOTAL))
+# TOTAL in two parts, on the lower-cased note: its words, and the "=" starting a line (their matches
+# cannot overlap: the words start with a letter, the "=" cue is blanks and "=")
+_TOTAL_WORDS_L = re.compile(
+    r"\b(?:total|totals|totaling|totalling|in\s+all|altogether|combined|sum)\b"
+    r"|\b(?:administered|given|injected|dose\s+given|amount\s+given|total\s+given)(?=[ \t]*:?[ \t]*\d)",
+    re.ASCII,
+)
+_TOTAL_EQ_L = re.compile(r"(?m:^[ \t]*=)", re.ASCII)
+assert TOTAL.pattern == _TOTAL_WORDS_L.pattern.replace("|\\b(?:administered", "|(?m:^[ \\t]*=)|\\b(?:administered")
 
 # Word alternatives: the literal starts of each pattern's alternatives (lower case); they all begin
 # with \b, so a candidate must not follow a word character.
@@ -432,7 +450,7 @@ def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
             keys = sorted(i for kw in _KEYS_VIAL for i in occ[kw])
             runs = _followed(runs, keys, text, _GAP_VIAL)
         words = sorted({i for kw in ("vial", "bottle") for i in occ[kw]})
-        m_vial = _scan(_VIAL_A, text, runs, w_vial) + _scan(_VIAL_WORD_A, text, [(i, i + 1, True) for i in words], w_vial)
+        m_vial = _scan(_VIAL_L, lower, runs, w_vial) + _scan(_VIAL_WORD_L, lower, [(i, i + 1, True) for i in words], w_vial)
     if w_waste:
         wocc: dict[str, list[int]] = {}
         runs = _inside(u_runs, w_waste)
@@ -443,18 +461,23 @@ def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
             keys = sorted(i for kw in _WASTE_VERBS for i in occ[kw])
             runs = _followed(runs, keys, text, _GAP_WASTE, line=True)
         m_waste = _scan(_WASTE_A, text, runs, w_waste) + _scan(
-            _WASTE_WORD_A, text, _words(lower, occ, "WASTE_WORD", w_waste, wocc), w_waste
+            _WASTE_WORD_L, lower, _words(lower, occ, "WASTE_WORD", w_waste, wocc), w_waste
         )
         cands = _words(lower, occ, "WASTE_VOLUME", w_waste, wocc)
         runs = _inside(ml_runs, w_waste)
-        m_waste_volume = _scan(_WASTE_VOLUME_A, text, sorted(cands + runs) if runs else cands, w_waste)
-        m_nowaste = _scan(_NOWASTE_A, text, _words(lower, occ, "NOWASTE", w_waste, wocc), w_waste)
-        m_remainder = _scan(_REMAINDER_A, text, _words(lower, occ, "REMAINDER", w_waste, wocc), w_waste)
+        m_waste_volume = _scan(_WASTE_VOLUME_L, lower, sorted(cands + runs) if runs else cands, w_waste)
+        m_nowaste = _scan(_NOWASTE_L, lower, _words(lower, occ, "NOWASTE", w_waste, wocc), w_waste)
+        m_remainder = _scan(_REMAINDER_L, lower, _words(lower, occ, "REMAINDER", w_waste, wocc), w_waste)
     if w_conc:
         runs = _inside(u_runs, w_conc)
         words = [(i, i + 1, True) for i in sorted({i for kw in ("reconstitut", "dilut", "mixed") for i in occ[kw]})]
-        m_conc = _scan(_CONC_A, text, sorted(words + runs) if runs else words, w_conc)
+        m_conc = _scan(_CONC_L, lower, sorted(words + runs) if runs else words, w_conc)
     whole = [(0, len(text))]
+    m_total = [m.span() for a, b in w_total for m in _TOTAL_WORDS_L.finditer(lower, a, b)]
+    if occ["="]:
+        eq = [m.span() for a, b in w_total for m in _TOTAL_EQ_L.finditer(lower, a, b)]
+        if eq:
+            m_total = sorted(m_total + eq)
     return [
         m_vial,
         m_waste,
@@ -462,9 +485,9 @@ def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
         m_nowaste,
         m_remainder,
         m_conc,
-        _scan(_DOSE_A, text, u_runs, whole),
-        _scan(_VOLUME_A, text, ml_runs, whole),
-        _near(_TOTAL_A, text, w_total),
+        _scan(_DOSE_L, lower, u_runs, whole),
+        _scan(_VOLUME_L, lower, ml_runs, whole),
+        m_total,
     ]
 
 
@@ -535,9 +558,8 @@ def _shadow(text: str) -> str:
 _WASTE_VERB_IN = re.compile(r"discard|wast|unused", _I)
 _DOSE_WITH_VOLUME = re.compile(rf"{NUM}\s*-?\s*{_U}\s*(?:in|into)\s", _I)
 _WASTE_GROUPS = {p: tuple(g for g in ("n", "n2", "n4", "n5", "n6") if g in p.groupindex) for p in (WASTE, WASTE_WORD)}
-_WASTE_GROUPS.update({_ascii(p): g for p, g in _WASTE_GROUPS.items()})
 _WASTE_GROUPS[_WASTE_A] = _WASTE_GROUPS[WASTE]
-_WASTE_GROUPS[_WASTE_WORD_A] = _WASTE_GROUPS[WASTE_WORD]
+_WASTE_GROUPS[_WASTE_WORD_L] = _WASTE_GROUPS[WASTE_WORD]
 
 
 def _start(m: re.Match[str]) -> int:
@@ -561,7 +583,7 @@ def find_amounts(doc: Doc) -> list:
         if overlaps(start, end):
             continue
         size = _num(m, "size", "size2", "size3", "size4")
-        count = _num(m, "count3", "count4") if m.re is VIAL or m.re is _VIAL_A else None
+        count = _num(m, "count3", "count4") if m.re is VIAL or m.re is _VIAL_L else None
         if count is None:
             cm = _COUNT_BEFORE.search(text[max(0, start - 14) : start])
             if cm:
@@ -647,8 +669,8 @@ def find_amounts(doc: Doc) -> list:
         start, end = m.span()
         if not overlaps(start, end):
             add((start, end, "VOLUME", {"ml": to_number(m.group("n"))}))
-    for m in m_total:
-        add((m.start(), m.end(), "TOTAL_CUE", {}))
+    for s0, e0 in m_total:
+        add((s0, e0, "TOTAL_CUE", {}))
     return _mentions(doc, found)
 
 
