@@ -140,19 +140,31 @@ class Lexicon:
         ix = lowered(text) if self.by_word is not None else None
         if ix is None:
             return self._find_regex(text)
+        padded = ix.padded
+        located = []
+        cursor = 0
+        for entry in filter(None, map(self.by_word.get, ix.words)):
+            # this key's next occurrence is the word: no word in between is a key (map listed it)
+            key = entry[0]
+            pos = padded.find(key, cursor)
+            cursor = pos + len(key) - 1
+            located.append((pos, entry))
+        return self.find_located(text, ix.low, located)
+
+    def find_located(
+        self, text: str, low: str, located: list[tuple[int, tuple[str, bool, bool]]]
+    ) -> list[tuple[int, int, list[str]]]:
+        """:meth:`find` on a note whose :func:`lowered` index ``low`` applies, given the position and
+        :attr:`by_word` entry of every word of the note that starts an alias or abbreviation, in order
+        (a caller may find them once for several lexicons)."""
         # The regexes are tried only at the words that start an alias or abbreviation, which is where
         # every match starts (each phrase starts with [a-z0-9] after the look-behind), in order and
         # from the end of the previous match, as finditer does.
-        low, padded = ix.low, ix.padded
         by_alias, alias_at, abbrev_at = self.by_alias, self.aliases_lower.match, self.abbreviations
         hits: list[tuple[int, int, list[str]]] = []
         abbrevs: list[tuple[int, int, list[str]]] = []
         alias_end = abbrev_end = 0
-        cursor = 0
-        for key, is_alias, is_abbrev in filter(None, map(self.by_word.get, ix.words)):
-            # this key's next occurrence is the word: no word in between is a key (map listed it)
-            pos = padded.find(key, cursor)
-            cursor = pos + len(key) - 1
+        for pos, (_, is_alias, is_abbrev) in located:
             if is_alias and pos >= alias_end:
                 m = alias_at(low, pos)
                 if m is not None:
@@ -610,7 +622,6 @@ class Scanner:
         ix = lowered(text) if fast is not None else None
         if ix is None:
             return self._finditer_regex(text)
-        by_len, _, _, _, _, subs, rest = fast
         low, padded, words = ix.low, ix.padded, ix.words
         memo = self._memo
         keys = list(map(memo.get, words))
@@ -627,6 +638,13 @@ class Scanner:
             pos = padded.find(key, cursor)
             cursor = pos + len(key) - 1
             positions.append(pos)
+        return self.finditer_at(text, low, positions)
+
+    def finditer_at(self, text: str, low: str, positions: list[int]) -> list[re.Match[str]]:
+        """:meth:`finditer` on a note whose :func:`lowered` index ``low`` applies (and :attr:`_fast`),
+        given the positions, in order, of the note's words that :meth:`_word_key` keeps (a caller may
+        find them once for several scanners); ``positions`` is extended."""
+        by_len, _, _, _, _, subs, rest = self._fast
         if ";" in low or "[" in low:
             for ch in ";[":
                 i = low.find(ch)

@@ -115,33 +115,119 @@ def _code_matches(text: str, ix: lexicons.Lowered) -> list[list[re.Match[str]]]:
     return out
 
 
+# word → (" word ", len - 1, its nerve, muscle and product lexicon entries (``Lexicon.by_word``, or
+# None), whether the entity scanner looks at it, the code patterns that may start there), or () when
+# none does: the note's words are looked up once for the three lexicons, the scanner and the codes
+_plans: dict[str, tuple] = {}
+_plans_for: list = [None]  # the lexicons and scanner _plans was made for
+
+
+def _plan(
+    word: str, nerve: lexicons.Lexicon, muscle: lexicons.Lexicon, product: lexicons.Lexicon, scanner: lexicons.Scanner
+) -> tuple:
+    key = f" {word} "
+    n, m, p = nerve.by_word.get(word), muscle.by_word.get(word), product.by_word.get(word)
+    s = scanner._word_key(word) != ""
+    code = _code_word(word)
+    c = code[1] if code else ()
+    if n is None and m is None and p is None and not s and not c:
+        return ()
+    return (key, len(key) - 1, n, m, p, s, c)
+
+
+def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanner) -> tuple | None:
+    """The nerve, muscle and product hits, scanner matches and code matches of an ASCII note, from one
+    pass over its words; None when a lexicon or the scanner has no word-level path."""
+    if nerve.by_word is None or muscle.by_word is None or product.by_word is None:
+        return None
+    if scanner.full_scan or scanner._fast is None:
+        return None
+    objs = (nerve, muscle, product, scanner)
+    made_for = _plans_for[0]
+    if made_for is None or any(a is not b for a, b in zip(made_for, objs, strict=True)) or len(_plans) > 200_000:
+        _plans.clear()
+        _plans_for[0] = objs
+    plans = _plans
+    words = ix.words
+    keys = list(map(plans.get, words))
+    if None in keys:
+        for i, k in enumerate(keys):
+            if k is None:
+                keys[i] = plans[words[i]] = _plan(words[i], nerve, muscle, product, scanner)
+    nerve_at: list = []
+    muscle_at: list = []
+    product_at: list = []
+    scan_at: list[int] = []
+    code_at: list = []
+    find = ix.padded.find
+    cursor = 0
+    for key, step, n, m, p, s, c in filter(None, keys):
+        # this key's next occurrence is the word: no word in between is a key (map listed it)
+        pos = find(key, cursor)
+        cursor = pos + step
+        if m is not None:
+            muscle_at.append((pos, m))
+        if s:
+            scan_at.append(pos)
+        if c:
+            code_at.append((pos, c))
+        if p is not None:
+            product_at.append((pos, p))
+        if n is not None:
+            nerve_at.append((pos, n))
+    low = ix.low
+    # codes: _code_matches from the located words
+    out: list[list[re.Match[str]]] = [[], [], [], []]
+    ends = [0, 0, 0, 0]
+    rxs = (_CPT, _ICD10, _ICD9, _DOS)
+    for pos, kinds in code_at:
+        for k in kinds:
+            if pos >= ends[k]:
+                m = rxs[k].match(text, pos)
+                if m is not None:
+                    out[k].append(m)
+                    ends[k] = m.end()
+    return (
+        nerve.find_located(text, low, nerve_at) if nerve_at else [],
+        muscle.find_located(text, low, muscle_at) if muscle_at else [],
+        product.find_located(text, low, product_at) if product_at else [],
+        scanner.finditer_at(text, low, scan_at),
+        out,
+    )
+
+
 def find_entities(doc: Doc) -> list:
     """All lexicon mentions of ``doc`` as labelled spans with attributes."""
     text = doc_text(doc)
     found: list[tuple[int, int, str, dict]] = []
     add = found.append
-    nerve_hits = lexicons.nerve_lexicon().find(text)
+    nerve, muscle, product = lexicons.nerve_lexicon(), lexicons.muscle_lexicon(), lexicons.product_lexicon()
+    scanner, _ = lexicons.entity_patterns()
+    ix = lexicons.lowered(text) if text.isascii() else None
+    shared = _shared_pass(text, ix, nerve, muscle, product, scanner) if ix is not None else None
+    if shared is not None:
+        nerve_hits, muscle_hits, product_hits, scanned, (cpt, icd10, icd9, dos) = shared
+    else:
+        nerve_hits, muscle_hits, product_hits = nerve.find(text), muscle.find(text), product.find(text)
+        scanned = scanner.finditer(text)
+        if ix is not None:
+            cpt, icd10, icd9, dos = _code_matches(text, ix)
+        else:
+            cpt, icd10, icd9 = (list(rx.finditer(text)) for rx in (_CPT_FAST, _ICD10_FAST, _ICD9_FAST))
+            dos = list(_DOS.finditer(text))
     for s, e, ids in nerve_hits:
         add((s, e, "NERVE", {"ids": ids}))
     muscles = lexicons.muscles()
-    muscle_hits = lexicons.muscle_lexicon().find(text)
     if nerve_hits:
         nerve_ranges = [(s, e) for s, e, _ in nerve_hits]
         muscle_hits = [h for h in muscle_hits if not any(ns <= h[0] < ne for ns, ne in nerve_ranges)]
     for s, e, ids in muscle_hits:
         add((s, e, "MUSCLE", {"ids": ids, "regions": sorted({muscles[i].region for i in ids})}))
-    for s, e, ids in lexicons.product_lexicon().find(text):
+    for s, e, ids in product_hits:
         add((s, e, "PRODUCT", {"product": ids[0]}))
-    scanner, _ = lexicons.entity_patterns()
-    for m in scanner.finditer(text):
+    for m in scanned:
         label, attrs = _pattern_row(m.lastgroup)
         add((m.start(), m.end(), label, dict(attrs)))
-    ix = lexicons.lowered(text) if text.isascii() else None
-    if ix is not None:
-        cpt, icd10, icd9, dos = _code_matches(text, ix)
-    else:
-        cpt, icd10, icd9 = (list(rx.finditer(text)) for rx in (_CPT_FAST, _ICD10_FAST, _ICD9_FAST))
-        dos = list(_DOS.finditer(text))
     for m in cpt:
         code, mod, units = m.group("code", "mod", "units")
         add((m.start(), m.end(), "CODE", {"code": code, "modifier": mod, "units_text": units, "kind": "procedure"}))

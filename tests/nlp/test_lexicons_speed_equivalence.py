@@ -157,3 +157,47 @@ def test_sentence_break_pattern_matches_its_fast_form() -> None:
     for text in texts:
         fast = [m.span() if m.lastindex == 3 else m.span(m.lastindex) for m in S._BREAK_FAST.finditer(text)]
         assert [m.span() for m in S._BREAK.finditer(text)] == fast, text
+
+
+def test_entities_shared_word_pass_matches_separate_scans() -> None:
+    """find_entities' one pass over the words finds what the lexicons, scanner and codes find alone."""
+    from nlp.components import entities as E
+
+    rng = random.Random(13)
+    texts = [p.read_text(encoding="utf-8") for p in NOTES]
+    texts += [t[a:b] for t in texts[:40] for a, b in [sorted(rng.randrange(len(t) + 1) for _ in range(2))]]
+    texts += [t.upper() for t in texts[:20]] + ["", " ", "Botox 100 units; [R] SCM 64616 G24.3 DOS: 1/2/2020"]
+    nerve, muscle, product = lexicons.nerve_lexicon(), lexicons.muscle_lexicon(), lexicons.product_lexicon()
+    scanner = lexicons.entity_patterns()[0]
+    for text in texts:
+        if not text.isascii():
+            continue
+        ix = lexicons.lowered(text)
+        shared = E._shared_pass(text, ix, nerve, muscle, product, scanner)
+        assert shared is not None
+        assert shared[0] == nerve.find(text) and shared[1] == muscle.find(text), text[:200]
+        assert shared[2] == product.find(text), text[:200]
+        assert _matches(shared[3]) == _matches(scanner.finditer(text)), text[:200]
+        want = [[m.span() for m in ms] for ms in E._code_matches(text, ix)]
+        assert [[m.span() for m in ms] for ms in shared[4]] == want, text[:200]
+
+
+def test_header_run_matches_the_lazy_header_pattern() -> None:
+    from nlp.components import sections as S
+
+    rng = random.Random(17)
+    pieces = ["a", "B", " ", "  ", ":", "\n", "\t", ".", ",", "-", ")", "1", "x" * 30, "Dr", "e.g", "(s)", "\u00e9"]
+    texts = [p.read_text(encoding="utf-8") for p in NOTES[:40]]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60))) for _ in range(20000)]
+    for text in texts:
+        for start in range(0, len(text) + 1, max(1, len(text) // 50)):
+            m = S._HEADER.match(text, start)
+            r = S._HEADER_RUN.match(text, start)
+            title = r[1] if r is not None else None
+            if title is not None and len(title.rstrip(" ")) > 61:
+                title = None
+            if m is None:
+                assert title is None, (text, start)
+            else:
+                assert title is not None and title.rstrip(" ") == m["title"], (text, start)
+                assert (r.start(1), r.end()) == (m.start("title"), m.end()), (text, start)
