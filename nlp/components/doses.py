@@ -157,9 +157,24 @@ def table_doses(text: str) -> list[tuple[int, int, float]]:
             continue
         if col is not None and col < len(cells):
             m = _PLAIN_NUM.match(cells[col][2])
-            if m and (v := to_number(m.group("n"))) is not None:
+            if m and (v := _number(m.group("n"))) is not None:
                 out.append((cells[col][0], cells[col][1], v))
     return out
+
+
+_NUMBERS: dict[str, float | None] = {}
+
+
+def _number(s: str) -> float | None:
+    """``to_number(s)``, remembered (the same few amounts recur in every note)."""
+    try:
+        return _NUMBERS[s]
+    except KeyError:
+        pass
+    if len(_NUMBERS) >= 4096:
+        _NUMBERS.clear()
+    v = _NUMBERS[s] = to_number(s)
+    return v
 
 
 def _num(m: re.Match[str], *groups: str) -> float | None:
@@ -168,7 +183,7 @@ def _num(m: re.Match[str], *groups: str) -> float | None:
             continue
         v = m.group(g)
         if v:
-            return to_number(v)
+            return _number(v)
     return None
 
 
@@ -434,8 +449,8 @@ def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
     u_runs: list[tuple[int, int, bool]] = []
     ml_runs: list[tuple[int, int, bool]] = []
     for m in _RUN.finditer(text):
-        run = (m.start(), m.end(), m.group().isdigit())
-        c = m.group(1)
+        run = (*m.span(), m[0].isdigit())
+        c = m[1]
         if c in "uiUI":
             u_runs.append(run)
         elif c in "cC":
@@ -587,7 +602,7 @@ def find_amounts(doc: Doc) -> list:
         if count is None:
             cm = _COUNT_BEFORE.search(text[max(0, start - 14) : start])
             if cm:
-                count = to_number(cm.group("count"))
+                count = _number(cm.group("count"))
                 start -= len(cm.group(0)) - (1 if cm.group(0)[:1] and not cm.group(0)[:1].isalnum() else 0)
         count = count or 1.0
         if not size or size < 10:
@@ -640,8 +655,8 @@ def find_amounts(doc: Doc) -> list:
         start, end = m.span()
         if overlaps(start, end):
             continue
-        n2 = m.group("n2")
-        n = to_number(n2) if n2 else _num(m, "n")
+        n, n2 = m.group("n", "n2")
+        n = _number(n2) if n2 else _number(n) if n else None
         if n is None:
             continue
         after = text[end : end + 40]
@@ -650,14 +665,14 @@ def find_amounts(doc: Doc) -> list:
         # on ASCII text, a cheap look for them first (non-ASCII letters can fold to ASCII ones)
         la = after.lower()
         sm = SITES.match(after) if "x" in la or "each" in la or "times" in la or not la.isascii() else None
-        if sm and (k := to_number(sm.group("k"))) and 1 < k <= 40:
+        if sm and (k := _number(sm.group("k"))) and 1 < k <= 40:
             attrs["sites"] = int(k)
         else:
             before = text[max(0, start - 30) : start]
             lb = before.lower()
             if "site" in lb or "inject" in lb or "point" in lb or "location" in lb or not lb.isascii():
                 bm = SITES_BEFORE.search(before)
-                if bm and (k := to_number(bm.group("k"))) and 1 < k <= 40:
+                if bm and (k := _number(bm.group("k"))) and 1 < k <= 40:
                     attrs["sites"] = int(k)
         attrs["total_units"] = n * attrs["sites"]
         add((start, end, "DOSE", attrs))
@@ -668,7 +683,7 @@ def find_amounts(doc: Doc) -> list:
     for m in m_volume:
         start, end = m.span()
         if not overlaps(start, end):
-            add((start, end, "VOLUME", {"ml": to_number(m.group("n"))}))
+            add((start, end, "VOLUME", {"ml": _number(m.group("n"))}))
     for s0, e0 in m_total:
         add((s0, e0, "TOTAL_CUE", {}))
     return _mentions(doc, found)
