@@ -239,12 +239,16 @@ def find_entities(doc: Doc) -> list:
     return _mentions(doc, text, found)
 
 
+_label_ids: dict[str, int] = {}
+
+
 def _mentions(doc: Doc, text: str, found: list[tuple[int, int, str, dict]]) -> list:
     """:func:`nlp.components.base.add_mention` for each ``found`` mention, in order: the span group's
     spans (token-aligned; a mention covering no token is dropped) and the attribute dicts."""
     starts = token_starts(doc)
     mentions = doc.user_data.setdefault(MENTIONS, [])
     spans: list = []
+    label_ids = _label_ids
     for start, end, label, attrs in found:
         span = None
         if label not in NO_SPAN:
@@ -254,7 +258,15 @@ def _mentions(doc: Doc, text: str, found: list[tuple[int, int, str, dict]]) -> l
                 i = 0
             if j <= i:
                 continue
-            span = Span(doc, i, j, label=label)
+            # the label's hash (the same in every vocab); a vocab that lacks the string gets it
+            label_id = label_ids.get(label)
+            if label_id is None:
+                label_id = label_ids[label] = doc.vocab.strings.add(label)
+            try:
+                span = Span(doc, i, j, label=label_id)
+            except ValueError:
+                doc.vocab.strings.add(label)
+                span = Span(doc, i, j, label=label_id)
         elif end <= start:
             continue
         attrs["label"] = label
