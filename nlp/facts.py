@@ -402,6 +402,20 @@ _INJECT_CUE_WORD = re.compile(
     r"inject|chemodenervat|infiltrat|administ|treated|u(?<!\wu)nits?\b|b(?<!\wb)tx|botox|toxin|dysport|xeomin|myobloc"
     r"|daxxify|d(?<!\wd)ose|s(?<!\ws)ites?\b"
 )
+_CUE_PLAIN = (
+    "inject",
+    "treated",
+    "administ",
+    "toxin",
+    "botox",
+    "chemodenervat",
+    "infiltrat",
+    "dysport",
+    "xeomin",
+    "myobloc",
+    "daxxify",
+)
+_INJECT_CUE_BOUNDED = re.compile(r"u(?<!\wu)nits?\b|b(?<!\wb)tx|d(?<!\wd)ose|s(?<!\ws)ites?\b")
 _INJECT_CUE_DIGIT = re.compile(r"\d\s*u\b")
 _START = itemgetter("start")
 
@@ -483,7 +497,15 @@ class _Note:
                 if self.exact:
                     # (a cue word and _INJECT_CUE) or _DIGIT_U is _INJECT_CUE alone when ``low`` is exact
                     seg = self.low[s:e]
-                    cue = _INJECT_CUE_WORD.search(seg) is not None or _INJECT_CUE_DIGIT.search(seg) is not None
+                    for k in _CUE_PLAIN:  # the alternatives of _INJECT_CUE_WORD with no boundary test
+                        if k in seg:
+                            cue = True
+                            break
+                    else:  # the others, then _INJECT_CUE_DIGIT
+                        cue = (
+                            ("unit" in seg or "btx" in seg or "dose" in seg or "site" in seg)
+                            and _INJECT_CUE_BOUNDED.search(seg) is not None
+                        ) or _INJECT_CUE_DIGIT.search(seg) is not None
                 else:
                     seg = self.text[s:e]
                     low = seg.lower()
@@ -509,7 +531,10 @@ class _Note:
         if not present:
             return False
         if not allowed_only:
-            return any(lab in present for lab in labels)
+            for lab in labels:
+                if lab in present:
+                    return True
+            return False
         for a in self.by_seg[i]:
             if a["label"] in labels and _context_block(a["ctx"]) is None:
                 return True
@@ -1514,17 +1539,22 @@ def _guidance(note: _Note, f: Facts) -> None:
     session: list[str] = []
     by_seg_inj: dict[int, list[int]] = {}
     seg_index = note.segs.index
+    seg_labels = note.seg_labels
     for k, i in enumerate(f.injections):
         by_seg_inj.setdefault(seg_index(i.evidence.start), []).append(k)
     # the regions a guidance sentence names can pick out only injections in those regions
     scan_regions = any(i.region in _REGION_WORD_REGIONS for i in f.injections)
     for a in mentions:
         seg = a["ctx"]["segment"]
-        neuro_only = (note.seg_has(seg, "NERVE") or note.has_agent(seg, "neurolytic")) and not (
-            note.seg_has(seg, "PRODUCT", "TOXIN", "MUSCLE", "DOSE")
-        )
-        if neuro_only:
-            continue
+        present = seg_labels.get(seg) or ()
+        if (
+            ("NERVE" in present or ("AGENT" in present and note.has_agent(seg, "neurolytic")))
+            and "PRODUCT" not in present
+            and "TOXIN" not in present
+            and "MUSCLE" not in present
+            and "DOSE" not in present
+        ):
+            continue  # a nerve block's guidance
         ctx = a["ctx"]
         method = a["method"]
         if ctx["negated"] and method != "none":
@@ -1541,7 +1571,12 @@ def _guidance(note: _Note, f: Facts) -> None:
             best = None
             if note.exact:
                 seg_low = note.low[s0:e0]  # (a pattern runs only when a word it needs is in the sentence)
-                scans = [(rx, regions) for rx, regions, keys in _REGION_WORDS_LOW if any(k in seg_low for k in keys)]
+                scans = []
+                for rx, regions, keys in _REGION_WORDS_LOW:
+                    for k in keys:
+                        if k in seg_low:
+                            scans.append((rx, regions))
+                            break
                 haystack = note.low
             else:
                 scans, haystack = list(_REGION_WORDS), text
