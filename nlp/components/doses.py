@@ -700,11 +700,13 @@ def _mentions(doc: Doc, found: list[tuple[int, int, str, dict]]) -> list:
     strings = doc.vocab.strings
     labels: dict[str, int] = {}
     spans: list = []
+    add_mention = mentions.append
+    add_span = spans.append
+    right, left = bisect.bisect_right, bisect.bisect_left
     for start, end, label, attrs in found:
-        span = None
         if label not in NO_SPAN:
-            i = bisect.bisect_right(starts, start) - 1
-            j = bisect.bisect_left(starts, end)
+            i = right(starts, start) - 1
+            j = left(starts, end)
             if i < 0:
                 i = 0
             if j <= i:
@@ -712,16 +714,18 @@ def _mentions(doc: Doc, found: list[tuple[int, int, str, dict]]) -> list:
             lab = labels.get(label)
             if lab is None:
                 lab = labels[label] = strings.add(label)
-            span = Span(doc, i, j, label=lab)
-        elif end <= start:
-            continue
-        attrs["label"] = label
-        attrs["start"] = start
-        attrs["end"] = end
-        attrs["text"] = text[start:end]
-        mentions.append(attrs)
-        if span is not None:
-            spans.append(span)
+            attrs["label"] = label
+            attrs["start"] = start
+            attrs["end"] = end
+            attrs["text"] = text[start:end]
+            add_mention(attrs)
+            add_span(Span(doc, i, j, label=lab))
+        elif end > start:
+            attrs["label"] = label
+            attrs["start"] = start
+            attrs["end"] = end
+            attrs["text"] = text[start:end]
+            add_mention(attrs)
     return spans
 
 
