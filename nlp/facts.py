@@ -465,6 +465,7 @@ class _Note:
                 lst.append(a)
                 seg_labels[seg].add(lab)
         self._cues: dict[int, bool] = {}
+        self.sec_starts: set[int] | None = None
         self._blocks: dict[int, str | None] = {}
         self._mstarts: list[int] | None = None
         self._doses: dict[int, list[dict[str, Any]]] = {}
@@ -947,7 +948,6 @@ def _injections(note: _Note, f: Facts) -> None:
     seen: dict[tuple[str, str | None], int] = {}
     # segments naming the toxin or a dose
     toxin_segments = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN", "DOSE") for a in note.labels(lab)}
-    block_cue: dict[int, int | None] | None = None  # computed only when a muscle's own sentence has no cue
     regions_in_note = {r for m in mentions for r in m["regions"] if len(m["ids"]) == 1}
     has_cue = note.has_cue
     seg_labels = note.seg_labels
@@ -967,9 +967,7 @@ def _injections(note: _Note, f: Facts) -> None:
             if cue:
                 head: int | None = seg
             else:
-                if block_cue is None:
-                    block_cue = _block_cues(note)
-                head = block_cue.get(seg)
+                head = _block_cue(note, seg)
             has_toxin = seg in toxin_segments
             other_agent = note.has_agent(seg, "other")
             if head is not None and head != seg and not has_toxin:
@@ -1301,23 +1299,24 @@ def _limb(region: str) -> str:
     return region
 
 
-def _block_cues(note: _Note) -> dict[int, int | None]:
-    """For each segment, the segment that opened the injection list or table it sits in (itself when it
-    announces injections), or None (until a blank line or a new section)."""
+def _block_cue(note: _Note, seg: int) -> int | None:
+    """The segment that opened the injection list or table segment ``seg`` sits in (itself when it
+    announces injections), or None (a list runs until a blank line or a new section): the last segment
+    up to ``seg`` with a cue and no list break after it."""
     text = note.text
-    sections = note.sections
-    sec_starts = {r[0] for r in sections.ranges}
-    out: dict[int, int | None] = {}
-    active: int | None = None
+    sec_starts = note.sec_starts
+    if sec_starts is None:
+        sec_starts = note.sec_starts = {r[0] for r in note.sections.ranges}
+    ranges = note.segs.ranges
     has_cue = note.has_cue
-    for i, (s, _e) in enumerate(note.segs.ranges):
+    for j in range(seg, -1, -1):
+        if has_cue(j):
+            return j
         # the section containing ``s`` starts at ``s`` exactly when a section starts at ``s``
+        s = ranges[j][0]
         if s in sec_starts or "\n\n" in text[max(0, s - 4) : s + 1] or "\n \n" in text[max(0, s - 5) : s + 1]:
-            active = None
-        if has_cue(i):
-            active = i
-        out[i] = active
-    return out
+            return None
+    return None
 
 
 _AGENT_SIDE = re.compile(r"\b(bilaterally|on both sides|on the left|on the right|each side)\b", re.IGNORECASE)
