@@ -177,11 +177,8 @@ def feature_hash() -> str:
 # helpers
 
 
-def _log(v: float | None, _log1p: Any = math.log1p) -> float:
-    # log1p(max(0.0, float(v))): a number that is not above 0 (NaN included) gives log1p(0.0) = 0.0
-    if v is None:
-        return -1.0
-    return _log1p(v) if v > 0 else 0.0
+def _log(v: float | None) -> float:
+    return math.log1p(max(0.0, float(v))) if v is not None else -1.0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -474,10 +471,18 @@ def _line_part(facts: Facts, line: Any, same: int) -> dict[str, Any]:
         if m in SIDE_MODS:
             side_mod = m
             break
-    starts = [e.start for e in ev]
     first = last = 0
-    if starts:
-        first, last = min(starts), max([e.end for e in ev])
+    starts: list[int] = []
+    for e in ev:
+        start, end = e.start, e.end
+        if not starts:
+            first, last = start, end
+        else:
+            if start < first:
+                first = start
+            if end > last:
+                last = end
+        starts.append(start)
     n_unsided = n_group = n_no_units = 0
     regions: set[str] = set()
     side_rules: list[str] = []
