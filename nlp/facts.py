@@ -650,6 +650,8 @@ def _side_headers(note: _Note) -> list[tuple[int, int, str]]:
     """(start, block_end, side) for side headers: line-start "Right:", "LUE -", "OD:", or a line ending in
     ":" that names a side ("… on the right side:", "R forearm:")."""
     text = note.text
+    low = note.low
+    exact = note.exact
     out = []
     if "OD" in text or "OS" in text or "OU" in text:
         for m in _EYE_HEADER.finditer(text):
@@ -663,10 +665,14 @@ def _side_headers(note: _Note) -> list[tuple[int, int, str]]:
         line_start = text.rfind("\n", 0, c.start()) + 1
         if c.start() - line_start > 160:
             continue
-        toks = [t for t in _SIDE_TOKEN.finditer(text[line_start : c.end()]) if t.group("word") or t.group("letter")]
+        # (every _SIDE_TOKEN match has its "word" or its "letter" group)
+        if exact:
+            toks = list(_SIDE_TOKEN_LOW.finditer(low, line_start, c.end()))
+        else:
+            toks = list(_SIDE_TOKEN.finditer(text[line_start : c.end()]))
         if not toks:
             continue
-        side = side_of(toks[-1].group(0))
+        side = _side_word(toks[-1].group(0))
         if side is None:
             continue
         nxt = text.find("\n\n", c.end())
@@ -1410,8 +1416,8 @@ def _amounts(note: _Note, f: Facts) -> None:
         pick = (outside or [p for _, p in found])[-1]
         f.stated_total = float(pick["total_units"])
         f.administered_evidence = [_ev(text, pick)]
+    prods = [a for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None]
     if f.stated_total is None:
-        prods = [a for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None]
         for d in allowed:
             near = [
                 p
@@ -1430,7 +1436,7 @@ def _amounts(note: _Note, f: Facts) -> None:
     doses = [i.units for i in f.injections if i.units is not None]
     if doses:
         f.sum_units = float(sum(doses))
-    prod_segs = {a["ctx"]["segment"] for lab in ("PRODUCT", "TOXIN") for a in note.labels(lab) if _mention_block(note, a) is None}
+    prod_segs = {a["ctx"]["segment"] for a in prods}
     product_dose = next((d for d in allowed if d["ctx"]["segment"] in prod_segs and d["start"] not in note.used_doses), None)
     if f.stated_total is not None:
         f.administered_units, f.administered_source = f.stated_total, "stated_total"
