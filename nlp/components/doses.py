@@ -302,8 +302,12 @@ def _slow_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
 # (past blanks, digits, dashes and a "to") is a unit letter, and captures that letter. In a run of digits
 # only, NUM matches from any position to the end of the run and the rest of the pattern is tried from
 # the same place, so when the first position tried fails every later one fails too (look-behinds and \b
-# only fail more inside a run): such runs are "pure" and tried once.
-_RUN = re.compile(r"[0-9.,][0-9.,]*+(?=[\s0-9.,\-]*+(?:[tT][oO][\s0-9.,\-]*+)?([uimcUIMC]))")
+# only fail more inside a run): such runs are "pure" and tried once. The captured start of the unit
+# sorts the runs: "u" (not followed by another letter), "un", "iu" or "mu" start a unit (_U), "ml" or "cc"
+# a volume (_ML); a run followed by anything else ("mg", "minutes", "injections") starts no match.
+_RUN = re.compile(
+    r"[0-9.,][0-9.,]*+(?=[\s0-9.,\-]*+(?:[tT][oO][\s0-9.,\-]*+)?([uU](?![a-zA-Z])|[uU][nN]|[iImM][uU]|[mM][lL]|[cC][cC]))"
+)
 
 
 def _ascii(p: re.Pattern[str]) -> re.Pattern[str]:
@@ -449,15 +453,10 @@ def _fast_matches(text: str, lower: str) -> list[list[re.Match[str]]]:
     u_runs: list[tuple[int, int, bool]] = []
     ml_runs: list[tuple[int, int, bool]] = []
     for m in _RUN.finditer(text):
-        run = (*m.span(), m[0].isdigit())
-        c = m[1]
-        if c in "uiUI":
-            u_runs.append(run)
-        elif c in "cC":
-            ml_runs.append(run)
+        if m[1][-1] in "lLcC":
+            ml_runs.append((*m.span(), m[0].isdigit()))
         else:
-            u_runs.append(run)
-            ml_runs.append(run)
+            u_runs.append((*m.span(), m[0].isdigit()))
     m_vial = m_waste = m_waste_volume = m_nowaste = m_remainder = m_conc = []
     if w_vial:
         runs = _inside(u_runs, w_vial)
