@@ -174,10 +174,13 @@ def find_segments(text: str) -> list[tuple[int, int]]:
                 continue
         # a line break (also a sentence end's lone line break)
         # join a wrapped prose line: previous line does not end a clause, next starts lower case
+        if not text[end : end + 1].islower():
+            add(end)
+            continue
         j = pos
         while j and text[j - 1] in " \t":
             j -= 1
-        if j and text[j - 1] not in ".:;!?|" and text[end : end + 1].islower():
+        if j and text[j - 1] not in ".:;!?|":
             continue
         add(end)
     cuts.append(len(text))
