@@ -659,17 +659,21 @@ def find_amounts(doc: Doc) -> list:
         if n is None:
             continue
         after = text[end : end + 40]
-        attrs: dict = {"units": n, "per_side": bool(PER_SIDE.match(after)), "sites": 1}
-        # SITES needs "x", "times" or "each" and SITES_BEFORE a sites/injections/points/locations word:
-        # on ASCII text, a cheap look for them first (non-ASCII letters can fold to ASCII ones)
+        # PER_SIDE needs "per", "each" or "/", SITES "x", "times" or "each" and SITES_BEFORE a
+        # sites/injections/points/locations word: on ASCII text, a cheap look for them first (non-ASCII
+        # letters can fold to ASCII ones)
         la = after.lower()
-        sm = SITES.match(after) if "x" in la or "each" in la or "times" in la or not la.isascii() else None
+        other = not after.isascii()
+        each = "each" in la
+        per_side = bool(PER_SIDE.match(after)) if each or "per" in la or "/" in la or other else False
+        attrs: dict = {"units": n, "per_side": per_side, "sites": 1}
+        sm = SITES.match(after) if each or "x" in la or "times" in la or other else None
         if sm and (k := _number(sm.group("k"))) and 1 < k <= 40:
             attrs["sites"] = int(k)
         else:
             before = text[max(0, start - 30) : start]
             lb = before.lower()
-            if "site" in lb or "inject" in lb or "point" in lb or "location" in lb or not lb.isascii():
+            if "site" in lb or "inject" in lb or "point" in lb or "location" in lb or not before.isascii():
                 bm = SITES_BEFORE.search(before)
                 if bm and (k := _number(bm.group("k"))) and 1 < k <= 40:
                     attrs["sites"] = int(k)
