@@ -725,19 +725,30 @@ def _side_for(
     if cut >= 0:
         lo = cut + 1
     if exact:
-        toks = list(_SIDE_TOKEN_LOW.finditer(src[lo:start]))
+        window = src[lo:start]
+        # (every side token starts with l, r or b; findall is the cheap call, positions only for a pair)
+        words = _SIDE_TOKEN_LOW.findall(window) if "l" in window or "r" in window or "b" in window else ()
+        if words:
+            side = _side_word(words[-1])
+            if len(words) >= 2:
+                a = _side_word(words[-2])
+                if (a == "L" and side == "R") or (a == "R" and side == "L"):
+                    toks = list(_SIDE_TOKEN_LOW.finditer(window))
+                    if _PAIR_JOIN.fullmatch(window, toks[-2].end(), toks[-1].start()):
+                        return "B", "side-before"
+            return side, "side-before"
     else:
         toks = list(_SIDE_TOKEN.finditer(text[lo:start]))
-    if toks:
-        last = toks[-1]
-        if len(toks) >= 2:
-            prev_t = toks[-2]
-            a, b = _side_word(prev_t.group(0)), _side_word(last.group(0))
-            if ((a == "L" and b == "R") or (a == "R" and b == "L")) and _PAIR_JOIN.fullmatch(
-                text[lo + prev_t.end() : lo + last.start()]
-            ):
-                return "B", "side-before"
-        return _side_word(last.group(0)), "side-before"
+        if toks:
+            last = toks[-1]
+            if len(toks) >= 2:
+                prev_t = toks[-2]
+                a, b = _side_word(prev_t.group(0)), _side_word(last.group(0))
+                if ((a == "L" and b == "R") or (a == "R" and b == "L")) and _PAIR_JOIN.fullmatch(
+                    text[lo + prev_t.end() : lo + last.start()]
+                ):
+                    return "B", "side-before"
+            return _side_word(last.group(0)), "side-before"
     after = text[end : end + 30]
     first = after.lstrip()[:1]
     am = _SIDE_AFTER.match(after) if first and first in _SIDE_AFTER_FIRST else None
