@@ -428,15 +428,16 @@ def _followed(
 def _words(
     lower: str, occ: dict[str, list[int]], name: str, wins: list[tuple[int, int]], wocc: dict[str, list[int]]
 ) -> list[tuple[int, int, bool]]:
-    """Candidate positions (as intervals) of a pattern's word alternatives inside the windows. ``wocc``
-    caches the positions found inside these windows (the same windows on every call that shares it)."""
+    """Candidate positions (as intervals) of a pattern's word alternatives in the windows (and between
+    them: :func:`_scan` tries only what lies inside a window). ``wocc`` caches the positions found from
+    the first window to the last (the same windows on every call that shares it)."""
     pos: set[int] = set()
     for lit in _WORD_STARTS[name]:
         hits = occ.get(lit)
         if hits is None:
             hits = wocc.get(lit)
             if hits is None:
-                hits = wocc[lit] = [i for a, b in wins for i in _find_all(lower, lit, a, b)]
+                hits = wocc[lit] = _find_all(lower, lit, wins[0][0], wins[-1][1])
         for i in hits:
             if not (i > 0 and lower[i - 1] in _WORDCH):
                 pos.add(i)
