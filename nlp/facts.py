@@ -91,6 +91,26 @@ _INJ_SET = tuple(getattr(Injection, x.name).__set__ for x in fields(Injection))
 _EXC_SET = tuple(getattr(Excluded, x.name).__set__ for x in fields(Excluded))
 
 
+_DX_SET = tuple(getattr(Diagnosis, x.name).__set__ for x in fields(Diagnosis))
+
+
+def _diagnosis(
+    concept: str,
+    qualifiers: tuple[tuple[str, str], ...],
+    evidence: Evidence,
+    in_dx_section: bool,
+    section: str,
+    _s: tuple[Any, ...] = _DX_SET,
+) -> Diagnosis:
+    d = _new(Diagnosis)
+    _s[0](d, concept)
+    _s[1](d, qualifiers)
+    _s[2](d, evidence)
+    _s[3](d, in_dx_section)
+    _s[4](d, section)
+    return d
+
+
 def _evidence(start: int, end: int, text: str, _s: tuple[Any, ...] = _EV_SET) -> Evidence:
     e = _new(Evidence)
     _s[0](e, start)
@@ -170,9 +190,7 @@ class Facts:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (the ``facts`` member of the result object)."""
 
-        def ev(e: Evidence | None) -> dict[str, Any] | None:
-            return e.as_dict() if e else None
-
+        # (Evidence.as_dict written out: no call per evidence)
         return {
             "injections": [
                 {
@@ -183,11 +201,18 @@ class Facts:
                     "units": i.units,
                     "is_group": i.is_group,
                     "guidance": i.guidance,
-                    "evidence": ev(i.evidence),
+                    "evidence": {"start": e.start, "end": e.end, "text": e.text} if (e := i.evidence) else None,
                 }
                 for i in self.injections
             ],
-            "nerve_blocks": [{"nerve": n.nerve_id, "side": n.side, "evidence": ev(n.evidence)} for n in self.nerves],
+            "nerve_blocks": [
+                {
+                    "nerve": n.nerve_id,
+                    "side": n.side,
+                    "evidence": {"start": e.start, "end": e.end, "text": e.text} if (e := n.evidence) else None,
+                }
+                for n in self.nerves
+            ],
             "product": self.product,
             "products_named": self.products_named,
             "serotype": self.serotype,
@@ -200,7 +225,14 @@ class Facts:
             "discarded_units": self.discarded_units,
             "no_waste_documented": self.no_waste,
             "vial_units": self.vial_units,
-            "diagnoses": [{"concept": d.concept, **dict(d.qualifiers), "evidence": ev(d.evidence)} for d in self.diagnoses],
+            "diagnoses": [
+                {
+                    "concept": d.concept,
+                    **dict(d.qualifiers),
+                    "evidence": {"start": e.start, "end": e.end, "text": e.text} if (e := d.evidence) else None,
+                }
+                for d in self.diagnoses
+            ],
             "handedness": self.handedness,
             "listed_codes": [
                 {"code": c.code, "kind": c.kind, "modifier": c.modifier, "units": c.units} for c in self.listed_codes
@@ -1730,6 +1762,14 @@ _BLEED = re.compile(r"hemorrhag|\bich\b|bleed", re.I)
 _BLEED_KEYS = ("hemorrhag", "ich", "bleed")
 
 
+def _any_in(keys: tuple[str, ...], low: str) -> bool:
+    """``any(k in low for k in keys)`` without the generator."""
+    for k in keys:
+        if k in low:
+            return True
+    return False
+
+
 def _search(rx: re.Pattern[str], keys: tuple[str, ...], text: str, low: str | None) -> re.Match[str] | None:
     """``rx.search(text)``, skipped when ``low`` (exactly lower-cased ``text``) has none of the words every
     match contains."""
@@ -1759,9 +1799,9 @@ def _diagnoses(note: _Note, f: Facts) -> None:
         # (no qualifier word in the window: no qualifier)
         for q, pos, neg, pos_keys, neg_keys in _QUAL_ROWS if wlow is None or _qual_word(wlow) else ():
             if wlow is not None:  # the regexes run only when a word they need is there
-                if neg is not None and any(k in wlow for k in neg_keys) and neg.search(window):
+                if neg is not None and _any_in(neg_keys, wlow) and neg.search(window):
                     quals[q] = "0"
-                elif any(k in wlow for k in pos_keys) and pos.search(window):
+                elif _any_in(pos_keys, wlow) and pos.search(window):
                     quals[q] = "1"
             elif neg is not None and neg.search(window):
                 quals[q] = "0"
@@ -1803,7 +1843,9 @@ def _diagnoses(note: _Note, f: Facts) -> None:
             else:
                 quals["stroke"] = "infarction"
         section = a["ctx"]["section"]
-        f.diagnoses.append(Diagnosis(concept, tuple(sorted(quals.items())), _ev(text, a), section in _DX_SECTIONS, section))
+        f.diagnoses.append(
+            _diagnosis(concept, tuple(sorted(quals.items())) if quals else (), _ev(text, a), section in _DX_SECTIONS, section)
+        )
     if in_dx:
         keep = {d.concept for d in f.diagnoses if d.in_dx_section}
         f.diagnoses = [d for d in f.diagnoses if d.in_dx_section or d.concept not in keep]
