@@ -51,7 +51,8 @@ _RB = r"(?![A-Za-z0-9])"
 _CASE_UNSAFE = re.compile("[\u0130\u0131\u017f\u212a]")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
-_NOT_ALNUM_ASCII = str.maketrans({chr(c): " " for c in range(128) if chr(c) not in _ALNUM})
+# every byte but [a-z0-9] to a space (bytes.translate is several times faster than str.translate)
+_NOT_ALNUM_BYTES = bytes(c if chr(c) in _ALNUM else 32 for c in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ def lowered(text: str) -> Lowered | None:
         return last[1]
     if text.isascii():
         low = text.lower()
-        padded = " " + low.translate(_NOT_ALNUM_ASCII) + " "
+        padded = " " + low.encode("ascii").translate(_NOT_ALNUM_BYTES).decode("ascii") + " "
         out: Lowered | None = Lowered(low, padded, padded.split())
     else:
         low = text.lower()
