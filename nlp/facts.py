@@ -1655,7 +1655,7 @@ def _guidance(note: _Note, f: Facts) -> None:
         default = "ultrasound"
     elif session:
         default = "none"
-    out = []
+    set_guidance = _INJ_SET[9]
     for k, inj in enumerate(f.injections):
         methods = scoped.get(k)
         if methods:
@@ -1664,20 +1664,8 @@ def _guidance(note: _Note, f: Facts) -> None:
         else:
             chosen = default
         if chosen != inj.guidance:
-            inj = _injection(
-                inj.muscle_id,
-                inj.name,
-                inj.region,
-                inj.side,
-                inj.units,
-                inj.count_ids,
-                inj.is_group,
-                inj.evidence,
-                inj.side_rule,
-                chosen,
-            )
-        out.append(inj)
-    f.injections = out
+            # set in place: the records are this note's own, not yet seen outside (a copy each otherwise)
+            set_guidance(inj, chosen)
 
 
 _QUAL = {
