@@ -1151,16 +1151,18 @@ def _cancellation(note: _Note, f: Facts) -> None:
 
     low = note.low
     cancel = negated = None
-    if any(k in low for k in ("no ", "never", " not ")):
+    if "no " in low or "never" in low or " not " in low:
         if note.exact:
             # what every match contains (patterns with a literal prefix: the regex engine skips ahead)
             if _NO_TOXIN.search(low) or "never" in low or _WAS_NOT.search(low):
                 negated = next((m for m in _TOXIN_NEGATED_LOW.finditer(low) if ok(m)), None)
         else:
             negated = next((m for m in _TOXIN_NEGATED.finditer(text) if ok(m)), None)
-    if negated is None and any(i.units is not None for i in f.injections):
-        return  # a dose was given: a cancellation sentence alone changes nothing (see below)
-    if any(k in low for k in _CANCEL_KEYS):  # cheap prefilter: almost no note has any of these
+    if negated is None:
+        for i in f.injections:
+            if i.units is not None:
+                return  # a dose was given: a cancellation sentence alone changes nothing (see below)
+    if _any_in(_CANCEL_KEYS, low):  # cheap prefilter: almost no note has any of these
         if note.exact:
             cancel = next((m for m in _CANCEL_LOW.finditer(low) if ok(m)), None)
         else:
