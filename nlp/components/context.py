@@ -55,13 +55,12 @@ def segment_scopes(
         triggers = [t for t in triggers if start <= t[0] < end]
     if not triggers:
         return []
-    terms = [s for s, _, r in triggers if r["category"] == "TERMINATE"]
+    infos = [(s, e, _ROW_INFO.get(id(row)) or _row_info(row)) for s, e, row in triggers]
+    terms = [s for s, _, info in infos if info[4]]
     scopes = []
-    for s, e, row in triggers:
-        flag = _CAT_FLAG.get(row["category"])
+    for s, e, (_, flag, direction, rule_id, _) in infos:
         if flag is None:
             continue
-        direction = row["direction"]
         lo, hi = (e, e) if direction == "forward" else (s, s)
         if direction in ("forward", "bidirectional"):
             nxt = [t for t in terms if t >= e]
@@ -73,8 +72,19 @@ def segment_scopes(
             lo = max(prv) if prv else start
             if flag == "negated":
                 lo = max(lo, s - MAX_NEG_SCOPE)
-        scopes.append((flag, lo, hi, row["rule_id"], s, e))
+        scopes.append((flag, lo, hi, rule_id, s, e))
     return scopes
+
+
+# id of a trigger row -> (the row, its flag or None, direction, rule id, whether it terminates scopes); the
+# row is held so that its id is not reused
+_ROW_INFO: dict[int, tuple[dict[str, str], str | None, str, str, bool]] = {}
+
+
+def _row_info(row: dict[str, str]) -> tuple[dict[str, str], str | None, str, str, bool]:
+    cat = row["category"]
+    info = _ROW_INFO[id(row)] = (row, _CAT_FLAG.get(cat), row["direction"], row["rule_id"], cat == "TERMINATE")
+    return info
 
 
 SECTION_FLAGS = {"history": "historical", "plan": "hypothetical"}
@@ -137,7 +147,18 @@ def _doc_attr(doc: Doc, name: str) -> Any:
     return getattr(doc._, name) if value is None else value
 
 
+_BASE: dict[str, tuple[dict[str, Any], str | None]] = {}
+
+
 def _base_ctx(section: str) -> tuple[dict[str, Any], str | None]:
+    """:func:`_make_base_ctx`, remembered per section (the template is only ever copied)."""
+    got = _BASE.get(section)
+    if got is None:
+        got = _BASE[section] = _make_base_ctx(section)
+    return got
+
+
+def _make_base_ctx(section: str) -> tuple[dict[str, Any], str | None]:
     """The ctx of a mention in ``section`` that no trigger reaches (keys in their output order; ``segment``
     and ``rules`` are filled per mention), and the section's rule (None when the section sets no flag)."""
     ctx: dict[str, Any] = {"negated": False, "historical": False, "hypothetical": False, "declined": False}
