@@ -949,19 +949,25 @@ def facts_from_doc(doc: Doc) -> Facts:
 
 
 _UNITS_OR_VIAL = re.compile(r"\d\s*(?:units?|u)\b|vial", re.IGNORECASE)
+_UNITS_OR_VIAL_LOW = re.compile(_UNITS_OR_VIAL.pattern)  # on ``_Note.low``
 
 
 def _product(note: _Note, f: Facts) -> None:
+    exact, low = note.exact, note.low
     scores: dict[str, float] = {}
     evid: dict[str, list[Evidence]] = {}
     for a in note.labels("PRODUCT"):
         f.toxin_mentioned = True
-        if _mention_block(note, a):
-            f.excluded.append(_excluded("PRODUCT", a["text"], _mention_block(note, a) or "", a["start"]))
+        reason = _mention_block(note, a)
+        if reason:
+            f.excluded.append(_excluded("PRODUCT", a["text"], reason, a["start"]))
             continue
         p = a["product"]
-        near = note.text[max(0, a["start"] - 30) : a["end"] + 30]
-        bonus = 2.0 if _UNITS_OR_VIAL.search(near) else 0.0
+        n0, n1 = max(0, a["start"] - 30), a["end"] + 30
+        if exact:
+            bonus = 2.0 if _UNITS_OR_VIAL_LOW.search(low[n0:n1]) else 0.0
+        else:
+            bonus = 2.0 if _UNITS_OR_VIAL.search(note.text[n0:n1]) else 0.0
         if p == "botox" and a["text"].lower() == "botox":
             bonus -= 0.5  # "Botox" is often used for any toxin
         scores[p] = scores.get(p, 0.0) + 1.0 + bonus
