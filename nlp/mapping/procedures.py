@@ -141,7 +141,9 @@ def _groups(facts: Facts, options: tuple[str, ...], dos: date) -> dict[str, _Gro
         region = _region_of(inj, options)
         if migraine and region in ("facial", "trigeminal", "neck", "trunk"):
             region = "migraine"
-        g = out.setdefault(region, _Group(region, set(), set(), [], set(), []))
+        g = out.get(region)
+        if g is None:  # (setdefault would build a group for every injection)
+            g = out[region] = _Group(region, set(), set(), [], set(), [])
         if inj.side in ("L", "R"):
             g.sides.add(inj.side)
         else:
@@ -163,7 +165,9 @@ def _extremities(facts: Facts, options: tuple[str, ...]) -> dict[tuple[str, str]
         if region not in EXTREMITY:
             continue
         key = (EXTREMITY[region], inj.side or "?")
-        g = out.setdefault(key, _Group(region, {inj.side} if inj.side else set(), set(), [], set(), []))
+        g = out.get(key)
+        if g is None:
+            g = out[key] = _Group(region, {inj.side} if inj.side else set(), set(), [], set(), [])
         for cid in inj.count_ids:
             g.muscles.add((cid, None))
         g.evidence.append(inj.evidence)
