@@ -110,21 +110,23 @@ _HEADER_ANY = re.compile(
 _PLAIN_NUM = re.compile(rf"^\s*(?P<n>{NUM})\s*(?:{_U})?\s*$", _I)
 
 
-_SEP = re.compile(r"\||\t+| {2,}")
+_SEP = re.compile(r"(\||\t+| {2,})")  # captured: split() gives cell, separator, cell, ...
 
 
 def _cells(line: str, offset: int) -> list[tuple[int, int, str]]:
     """(start, end, text) of the cells of a table row split on |, tabs or runs of 2+ spaces."""
     out = []
-    pos = 0
-    for m in [*_SEP.finditer(line), None]:
-        end = m.start() if m is not None else len(line)
-        cell = line[pos:end]
-        if cell.strip():
-            lead = len(cell) - len(cell.lstrip())
-            out.append((offset + pos + lead, offset + pos + len(cell.rstrip()), cell.strip()))
-        if m is not None:
-            pos = m.end()
+    pos = offset
+    sep = False
+    for part in _SEP.split(line):
+        if not sep:
+            ls = part.lstrip()
+            if ls:
+                cell = ls.rstrip()
+                s0 = pos + len(part) - len(ls)
+                out.append((s0, s0 + len(cell), cell))
+        pos += len(part)
+        sep = not sep
     return out
 
 
