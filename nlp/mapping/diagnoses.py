@@ -134,7 +134,10 @@ def _combine(facts: Facts) -> list[tuple[str, dict[str, str], list[Evidence]]]:
     """Concepts after combination rules, with merged qualifiers and evidence."""
     by: dict[str, tuple[dict[str, str], list[Evidence]]] = {}
     for d in facts.diagnoses:
-        q, ev = by.setdefault(d.concept, ({}, []))
+        got = by.get(d.concept)
+        if got is None:
+            got = by[d.concept] = ({}, [])
+        q, ev = got
         for k, v in d.qualifiers:
             if k == "stroke" and v != "infarction":
                 q[k] = v  # a named haemorrhage beats the default type of a bare "stroke"

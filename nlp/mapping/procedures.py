@@ -317,7 +317,10 @@ def line_method(line: ClaimLine) -> str | None:
     methods = [i.guidance for i in line.sources if i.guidance]
     electro = [m for m in methods if m in ("emg", "estim")]
     if electro:
-        return max(set(electro), key=lambda m: (electro.count(m), -electro.index(m)))
+        kinds = set(electro)
+        if len(kinds) == 1:  # what max over one method gives
+            return electro[0]
+        return max(kinds, key=lambda m: (electro.count(m), -electro.index(m)))
     if "ultrasound" in methods:
         return "ultrasound"
     return None
@@ -340,7 +343,10 @@ def guidance_lines(
             per_method[m].append(ln)
     if len(per_method) > 1:
         claim.warn("GUIDANCE_MULTIPLE", methods=", ".join(sorted(per_method)), chosen="each line's own method")
-    evidence = {m: [e for mm, e in facts.guidance if mm == m] for m in ("emg", "estim", "ultrasound")}
+    if facts.guidance:
+        evidence = {m: [e for mm, e in facts.guidance if mm == m] for m in ("emg", "estim", "ultrasound")}
+    else:
+        evidence = {"emg": [], "estim": [], "ultrasound": []}
     lines: list[ClaimLine] = []
     for method, guided_all in sorted(per_method.items()):
         row = rows.get(method)
