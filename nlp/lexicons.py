@@ -511,6 +511,17 @@ def _word_test(prefixes: set[tuple[str, bool]]) -> list[tuple[str, int]] | None:
     return tests
 
 
+# (note, scanner, positions): the positions of the note's words that the scanner's finditer would
+# look at, found by a caller's pass over the words for several lexicons (see offer_positions)
+_offered: list[tuple] = [(None, None, None)]
+
+
+def offer_positions(scanner: Scanner, text: str, positions: list[int]) -> None:
+    """Keep ``positions`` for the next :meth:`Scanner.finditer` of ``scanner`` on this very ``text``
+    (the same object): what its word pass would find, in order (one note is kept)."""
+    _offered[0] = (text, scanner, positions)
+
+
 class Scanner:
     """Finds the matches of a :func:`dispatch_regex` by trying it only where a match can start.
 
@@ -623,6 +634,10 @@ class Scanner:
         ix = lowered(text) if fast is not None else None
         if ix is None:
             return self._finditer_regex(text)
+        pending = _offered[0]
+        if pending[0] is text and pending[1] is self:
+            _offered[0] = (None, None, None)
+            return self.finditer_at(text, ix.low, pending[2])
         low, padded, words = ix.low, ix.padded, ix.words
         memo = self._memo
         keys = list(map(memo.get, words))

@@ -116,23 +116,30 @@ def _code_matches(text: str, ix: lexicons.Lowered) -> list[list[re.Match[str]]]:
 
 
 # word → (" word ", len - 1, its nerve, muscle and product lexicon entries (``Lexicon.by_word``, or
-# None), whether the entity scanner looks at it, the code patterns that may start there), or () when
-# none does: the note's words are looked up once for the three lexicons, the scanner and the codes
+# None), whether the entity scanner looks at it, the code patterns that may start there, whether the
+# context scanner looks at it), or () when none does: the note's words are looked up once for the
+# three lexicons, the two scanners and the codes (the context scanner's positions are offered to it)
 _plans: dict[str, tuple] = {}
-_plans_for: list = [None]  # the lexicons and scanner _plans was made for
+_plans_for: list = [None]  # the lexicons and scanners _plans was made for
 
 
 def _plan(
-    word: str, nerve: lexicons.Lexicon, muscle: lexicons.Lexicon, product: lexicons.Lexicon, scanner: lexicons.Scanner
+    word: str,
+    nerve: lexicons.Lexicon,
+    muscle: lexicons.Lexicon,
+    product: lexicons.Lexicon,
+    scanner: lexicons.Scanner,
+    context: lexicons.Scanner | None,
 ) -> tuple:
     key = f" {word} "
     n, m, p = nerve.by_word.get(word), muscle.by_word.get(word), product.by_word.get(word)
     s = scanner._word_key(word) != ""
     code = _code_word(word)
     c = code[1] if code else ()
-    if n is None and m is None and p is None and not s and not c:
+    x = context is not None and context._word_key(word) != ""
+    if n is None and m is None and p is None and not s and not c and not x:
         return ()
-    return (key, len(key) - 1, n, m, p, s, c)
+    return (key, len(key) - 1, n, m, p, s, c, x)
 
 
 def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanner) -> tuple | None:
@@ -142,7 +149,10 @@ def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanne
         return None
     if scanner.full_scan or scanner._fast is None:
         return None
-    objs = (nerve, muscle, product, scanner)
+    context: lexicons.Scanner | None = lexicons.context_patterns()[0]
+    if context.full_scan or context._fast is None:
+        context = None
+    objs = (nerve, muscle, product, scanner, context)
     made_for = _plans_for[0]
     if made_for is None or any(a is not b for a, b in zip(made_for, objs, strict=True)) or len(_plans) > 200_000:
         _plans.clear()
@@ -153,15 +163,16 @@ def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanne
     if None in keys:
         for i, k in enumerate(keys):
             if k is None:
-                keys[i] = plans[words[i]] = _plan(words[i], nerve, muscle, product, scanner)
+                keys[i] = plans[words[i]] = _plan(words[i], nerve, muscle, product, scanner, context)
     nerve_at: list = []
     muscle_at: list = []
     product_at: list = []
     scan_at: list[int] = []
     code_at: list = []
+    context_at: list[int] = []
     find = ix.padded.find
     cursor = 0
-    for key, step, n, m, p, s, c in filter(None, keys):
+    for key, step, n, m, p, s, c, x in filter(None, keys):
         # this key's next occurrence is the word: no word in between is a key (map listed it)
         pos = find(key, cursor)
         cursor = pos + step
@@ -175,6 +186,10 @@ def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanne
             product_at.append((pos, p))
         if n is not None:
             nerve_at.append((pos, n))
+        if x:
+            context_at.append(pos)
+    if context is not None:
+        lexicons.offer_positions(context, text, context_at)
     low = ix.low
     # codes: _code_matches from the located words
     out: list[list[re.Match[str]]] = [[], [], [], []]

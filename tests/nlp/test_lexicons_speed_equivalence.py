@@ -180,6 +180,11 @@ def test_entities_shared_word_pass_matches_separate_scans() -> None:
         assert _matches(shared[3]) == _matches(scanner.finditer(text)), text[:200]
         want = [[m.span() for m in ms] for ms in E._code_matches(text, ix)]
         assert [[m.span() for m in ms] for ms in shared[4]] == want, text[:200]
+        # the context scanner's word positions, offered by the shared pass, give its matches
+        context = lexicons.context_patterns()[0]
+        assert lexicons._offered[0][0] is text and lexicons._offered[0][1] is context
+        assert _matches(context.finditer(text)) == _matches(context._finditer_regex(text)), text[:200]
+        assert lexicons._offered[0][0] is None
 
 
 def test_header_run_matches_the_lazy_header_pattern() -> None:
