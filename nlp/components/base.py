@@ -33,35 +33,64 @@ def _token_starts(doc: Doc) -> list[int]:
     return starts
 
 
-def make_span(doc: Doc, start: int, end: int, label: str) -> Span | None:
-    """A span over characters ``start:end`` expanded to token boundaries (None if empty)."""
-    starts = _token_starts(doc)
+# label string -> its hash (the same in every vocab; a vocab that has not seen the string gets it)
+_LABEL_IDS: dict[str, int] = {}
+
+
+def span_at(doc: Doc, starts: list[int], start: int, end: int, label: str) -> Span | None:
+    """A span over characters ``start:end`` expanded to the token boundaries ``starts`` (None if empty)."""
     i = bisect.bisect_right(starts, start) - 1
     j = bisect.bisect_left(starts, end)
     if i < 0:
         i = 0
     if j <= i:
         return None
-    return Span(doc, i, j, label=label)
+    label_id = _LABEL_IDS.get(label)
+    if label_id is None:
+        label_id = _LABEL_IDS[label] = doc.vocab.strings.add(label)
+    try:
+        return Span(doc, i, j, label=label_id)
+    except ValueError:  # this doc's vocab has not seen the label yet
+        doc.vocab.strings.add(label)
+        return Span(doc, i, j, label=label_id)
+
+
+def make_span(doc: Doc, start: int, end: int, label: str) -> Span | None:
+    """A span over characters ``start:end`` expanded to token boundaries (None if empty)."""
+    return span_at(doc, _token_starts(doc), start, end, label)
+
+
+def add_mentions(doc: Doc, found: list[tuple[int, int, str, dict]]) -> list[Span]:
+    """Record mentions, in order: each ``(start, end, label, attrs)`` gets its attribute dict (completed in
+    place with label, offsets and text) in ``doc._.btx_mentions`` and, unless the label is a cue
+    (``_NO_SPAN``), a token-aligned span in the returned list; a mention covering no token is dropped
+    (exact character offsets stay in the dict; spans sharing tokens keep separate attributes)."""
+    if not found:
+        return []
+    text = doc_text(doc)
+    starts = _token_starts(doc)
+    # kept in user_data directly: every ``doc._`` access builds a new accessor object
+    mentions = doc.user_data.setdefault(MENTIONS, [])
+    spans: list[Span] = []
+    for start, end, label, attrs in found:
+        if label not in _NO_SPAN:
+            span = span_at(doc, starts, start, end, label)
+            if span is None:
+                continue
+            spans.append(span)
+        elif end <= start:
+            continue
+        attrs["label"] = label
+        attrs["start"] = start
+        attrs["end"] = end
+        attrs["text"] = text[start:end]
+        mentions.append(attrs)
+    return spans
 
 
 def add_mention(doc: Doc, spans: list[Span], start: int, end: int, label: str, attrs: dict) -> None:
-    """Record a mention: a labelled span in the span group plus its attribute dict in
-    ``doc._.btx_mentions`` (exact character offsets; spans sharing tokens keep separate attributes)."""
-    span = None
-    if label not in _NO_SPAN:
-        span = make_span(doc, start, end, label)
-        if span is None:
-            return
-    elif end <= start:
-        return
-    attrs = dict(attrs)
-    text = doc_text(doc)
-    attrs.update(label=label, start=start, end=end, text=text[start:end])
-    # kept in user_data directly: every ``doc._`` access builds a new accessor object
-    doc.user_data.setdefault(MENTIONS, []).append(attrs)
-    if span is not None:
-        spans.append(span)
+    """:func:`add_mentions` for one mention (``attrs`` is copied), its span appended to ``spans``."""
+    spans.extend(add_mentions(doc, [(start, end, label, dict(attrs))]))
 
 
 def doc_text(doc: Doc) -> str:

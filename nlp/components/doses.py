@@ -10,11 +10,9 @@ import bisect
 import re
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
-from nlp.components.base import _NO_SPAN as NO_SPAN
-from nlp.components.base import MENTIONS, doc_text, ensure_extensions
-from nlp.components.base import _token_starts as token_starts
+from nlp.components.base import add_mentions, doc_text, ensure_extensions
 from nlp.textutil import NUMD as NUM
 from nlp.textutil import Taken, shadow_numbers, to_number
 
@@ -692,47 +690,7 @@ def find_amounts(doc: Doc) -> list:
             add((start, end, "VOLUME", {"ml": _number(m.group("n"))}))
     for s0, e0 in m_total:
         add((s0, e0, "TOTAL_CUE", {}))
-    return _mentions(doc, found)
-
-
-def _mentions(doc: Doc, found: list[tuple[int, int, str, dict]]) -> list:
-    """:func:`nlp.components.base.add_mention` for each ``found`` mention, in order: the attribute dicts
-    (``found``'s own, completed) and the token-aligned spans (a mention covering no token is dropped)."""
-    if not found:
-        return []
-    text = doc_text(doc)
-    starts = token_starts(doc)
-    mentions = doc.user_data.setdefault(MENTIONS, [])
-    strings = doc.vocab.strings
-    labels: dict[str, int] = {}
-    spans: list = []
-    add_mention = mentions.append
-    add_span = spans.append
-    right, left = bisect.bisect_right, bisect.bisect_left
-    for start, end, label, attrs in found:
-        if label not in NO_SPAN:
-            i = right(starts, start) - 1
-            j = left(starts, end)
-            if i < 0:
-                i = 0
-            if j <= i:
-                continue
-            lab = labels.get(label)
-            if lab is None:
-                lab = labels[label] = strings.add(label)
-            attrs["label"] = label
-            attrs["start"] = start
-            attrs["end"] = end
-            attrs["text"] = text[start:end]
-            add_mention(attrs)
-            add_span(Span(doc, i, j, label=lab))
-        elif end > start:
-            attrs["label"] = label
-            attrs["start"] = start
-            attrs["end"] = end
-            attrs["text"] = text[start:end]
-            add_mention(attrs)
-    return spans
+    return add_mentions(doc, found)
 
 
 class AmountTagger:

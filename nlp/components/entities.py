@@ -7,15 +7,12 @@ Each span's ``._.btx`` dict holds its attributes (ids, method, concept …).
 
 import functools
 import re
-from bisect import bisect_left, bisect_right
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
 from nlp import lexicons
-from nlp.components.base import _NO_SPAN as NO_SPAN
-from nlp.components.base import MENTIONS, add_mention, doc_text, ensure_extensions
-from nlp.components.base import _token_starts as token_starts
+from nlp.components.base import MENTIONS, add_mention, add_mentions, doc_text, ensure_extensions
 
 # codes a note may list: CPT (5 digits), HCPCS (letter + 4 digits), ICD-10-CM, ICD-9-CM
 _CPT = re.compile(
@@ -251,47 +248,7 @@ def find_entities(doc: Doc) -> list:
             add((m.start(), m.end(), "CODE", {"code": m.group("code"), "kind": kind}))
     for m in dos:
         add((m.start("value"), m.end("value"), "DATE", {"value": m.group("value")}))
-    return _mentions(doc, text, found)
-
-
-_label_ids: dict[str, int] = {}
-
-
-def _mentions(doc: Doc, text: str, found: list[tuple[int, int, str, dict]]) -> list:
-    """:func:`nlp.components.base.add_mention` for each ``found`` mention, in order: the span group's
-    spans (token-aligned; a mention covering no token is dropped) and the attribute dicts."""
-    starts = token_starts(doc)
-    mentions = doc.user_data.setdefault(MENTIONS, [])
-    spans: list = []
-    label_ids = _label_ids
-    for start, end, label, attrs in found:
-        span = None
-        if label not in NO_SPAN:
-            i = bisect_right(starts, start) - 1
-            j = bisect_left(starts, end)
-            if i < 0:
-                i = 0
-            if j <= i:
-                continue
-            # the label's hash (the same in every vocab); a vocab that lacks the string gets it
-            label_id = label_ids.get(label)
-            if label_id is None:
-                label_id = label_ids[label] = doc.vocab.strings.add(label)
-            try:
-                span = Span(doc, i, j, label=label_id)
-            except ValueError:
-                doc.vocab.strings.add(label)
-                span = Span(doc, i, j, label=label_id)
-        elif end <= start:
-            continue
-        attrs["label"] = label
-        attrs["start"] = start
-        attrs["end"] = end
-        attrs["text"] = text[start:end]
-        mentions.append(attrs)
-        if span is not None:
-            spans.append(span)
-    return spans
+    return add_mentions(doc, found)
 
 
 class EntityTagger:

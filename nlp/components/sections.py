@@ -7,13 +7,12 @@ list lines and table rows; wrapped prose lines (next line starting in lower case
 
 import functools
 import re
-from bisect import bisect_left, bisect_right
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
 from nlp.components.base import _token_starts as token_starts
-from nlp.components.base import doc_text, ensure_extensions
+from nlp.components.base import doc_text, ensure_extensions, span_at
 from nlp.loaders import table
 from nlp.textutil import Segments
 
@@ -204,7 +203,6 @@ class SectionTagger:
 
     def __init__(self, spans_key: str = "btx_sections"):
         self.spans_key = spans_key
-        self._labels: dict[str, int] = {}
         ensure_extensions()
 
     def __call__(self, doc: Doc) -> Doc:
@@ -213,19 +211,10 @@ class SectionTagger:
         sections = find_sections(text)
         starts = token_starts(doc)
         user_data = doc.user_data
-        labels = self._labels
         for start, end, cat, title in sections:
-            # make_span, with the label's hash cached
-            i = bisect_right(starts, start) - 1
-            j = bisect_left(starts, end)
-            if i < 0:
-                i = 0
-            if j <= i:
+            span = span_at(doc, starts, start, end, cat)
+            if span is None:
                 continue
-            label = labels.get(cat)
-            if label is None:
-                label = labels[cat] = doc.vocab.strings.add(cat)
-            span = Span(doc, i, j, label=label)
             # span._.btx = …, written where spaCy keeps it (every ``._`` builds an accessor object)
             user_data[("._.", "btx", span.start_char, span.end_char)] = {"title": title, "start": start, "end": end}
             spans.append(span)
