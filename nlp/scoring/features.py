@@ -229,6 +229,15 @@ def _gaps(starts: list[int]) -> float:
     return float(best)
 
 
+def _spread(evidence: list[Any]) -> tuple[int, int, float]:
+    """Evidence pieces: how many, characters from the first start to the last end (0 if none), and the
+    largest distance between consecutive starts."""
+    if not evidence:
+        return 0, 0, 0.0
+    starts = [e.start for e in evidence]
+    return len(starts), max(e.end for e in evidence) - min(starts), _gaps(starts)
+
+
 @functools.lru_cache(maxsize=4096)
 def _iso_date(value: str) -> date | None:
     try:
@@ -295,8 +304,6 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
     side_rules: list[str] = []
     match_kinds: list[str] = []
     inj_guidance: list[str] = []
-    starts: list[int] = []
-    first = last = 0
     for i in inj:
         if i.units is not None:
             n_units += 1
@@ -312,19 +319,11 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
             n_group += 1
         side_rules.append(i.side_rule)
         match_kinds.append(_match_kind(ev.text, i.name))
-        start, end = ev.start, ev.end
-        if not starts:
-            first, last = start, end
-        else:
-            if start < first:
-                first = start
-            if end > last:
-                last = end
-        starts.append(start)
         region_sides.add(f"{region}:{side or '?'}")
         if g in ("emg", "estim"):
             n_guided += 1
         inj_guidance.append(g or "unset")
+    _, inj_span, inj_gap = _spread([i.evidence for i in inj])
     st, su = facts.stated_total, facts.sum_units
     if st is not None and su is not None:
         total_vs_sum = "equal" if abs(st - su) < 0.51 else ("total_higher" if st > su else "total_lower")
@@ -383,8 +382,8 @@ def note_features(facts: Facts, result: dict[str, Any]) -> dict[str, Any]:
         "match_kinds": match_kinds,
         "n_nerves": len(nerves),
         "n_nerves_unsided": n_nerves_unsided,
-        "inj_span": _log(last - first),
-        "inj_gap_max": _log(_gaps(starts)),
+        "inj_span": _log(inj_span),
+        "inj_gap_max": _log(inj_gap),
         "product_state": "named" if facts.product else ("serotype" if facts.serotype else "none"),
         "product": facts.product or "none",
         "n_products_named": len(facts.products_named),
@@ -471,18 +470,7 @@ def _line_part(facts: Facts, line: Any, same: int) -> dict[str, Any]:
         if m in SIDE_MODS:
             side_mod = m
             break
-    first = last = 0
-    starts: list[int] = []
-    for e in ev:
-        start, end = e.start, e.end
-        if not starts:
-            first, last = start, end
-        else:
-            if start < first:
-                first = start
-            if end > last:
-                last = end
-        starts.append(start)
+    n_ev, ev_span, ev_gap = _spread(ev)
     n_unsided = n_group = n_no_units = 0
     regions: set[str] = set()
     side_rules: list[str] = []
@@ -512,9 +500,9 @@ def _line_part(facts: Facts, line: Any, same: int) -> dict[str, Any]:
         "l_jw": "JW" in mods,
         "l_jz": "JZ" in mods,
         "l_addon": code in ADDONS,
-        "l_n_evidence": len(starts),
-        "l_ev_span": _log(last - first),
-        "l_ev_gap_max": _log(_gaps(starts)),
+        "l_n_evidence": n_ev,
+        "l_ev_span": _log(ev_span),
+        "l_ev_gap_max": _log(ev_gap),
         "l_n_sources": len(src),
         "l_src_unsided": n_unsided,
         "l_src_group": n_group,
