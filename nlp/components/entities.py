@@ -95,14 +95,23 @@ def _code_matches(text: str, ix: lexicons.Lowered) -> list[list[re.Match[str]]]:
         for i, k in enumerate(keys):
             if k is None:
                 keys[i] = _code_words[words[i]] = _code_word(words[i])
-    out: list[list[re.Match[str]]] = [[], [], [], []]
-    ends = [0, 0, 0, 0]
-    rxs = (_CPT, _ICD10, _ICD9, _DOS)
     padded = ix.padded
+    code_at: list[tuple[int, tuple[int, ...]]] = []
     cursor = 0
     for key, kinds in filter(None, keys):
         pos = padded.find(key, cursor)
         cursor = pos + len(key) - 1
+        code_at.append((pos, kinds))
+    return _codes_at(text, code_at)
+
+
+def _codes_at(text: str, code_at: list[tuple[int, tuple[int, ...]]]) -> list[list[re.Match[str]]]:
+    """_CPT, _ICD10, _ICD9 and _DOS matches tried at ``(position, pattern indexes)``, left to right, no
+    overlaps within a pattern."""
+    out: list[list[re.Match[str]]] = [[], [], [], []]
+    ends = [0, 0, 0, 0]
+    rxs = (_CPT, _ICD10, _ICD9, _DOS)
+    for pos, kinds in code_at:
         for k in kinds:
             if pos >= ends[k]:
                 m = rxs[k].match(text, pos)
@@ -188,23 +197,12 @@ def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanne
     if context is not None:
         lexicons.offer_positions(context, text, context_at)
     low = ix.low
-    # codes: _code_matches from the located words
-    out: list[list[re.Match[str]]] = [[], [], [], []]
-    ends = [0, 0, 0, 0]
-    rxs = (_CPT, _ICD10, _ICD9, _DOS)
-    for pos, kinds in code_at:
-        for k in kinds:
-            if pos >= ends[k]:
-                m = rxs[k].match(text, pos)
-                if m is not None:
-                    out[k].append(m)
-                    ends[k] = m.end()
     return (
         nerve.find_located(text, low, nerve_at) if nerve_at else [],
         muscle.find_located(text, low, muscle_at) if muscle_at else [],
         product.find_located(text, low, product_at) if product_at else [],
         scanner.finditer_at(text, low, scan_at),
-        out,
+        _codes_at(text, code_at),
     )
 
 
