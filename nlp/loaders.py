@@ -14,10 +14,12 @@ import io
 import re
 import tomllib
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 Row = Mapping[str, str]
 
@@ -165,6 +167,21 @@ def active(rows: Iterable[Row], dos: date, options: Iterable[str] = ()) -> list[
     if got is None:
         got = eras.cache[key] = tuple(r for r in rows if is_active(r, dos, opts))
     return list(got)
+
+
+_DERIVED: dict[tuple[Any, ...], Any] = {}
+
+
+def in_force(path: str, dos: date, options: Iterable[str], build: Callable[[list[Row]], T]) -> T:
+    """``build(rows of table(path) in force on dos under options)``, built once per era of the table,
+    options and builder (``build`` must be a pure module-level function)."""
+    rows = table(path)
+    opts = tuple(options)
+    key = (id(rows), era(rows, dos), opts, build)
+    got = _DERIVED.get(key)
+    if got is None:
+        got = _DERIVED[key] = build(active(rows, dos, opts))
+    return got
 
 
 def split(value: str) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import date
 
 from nlp import lexicons
 from nlp.facts import Facts
-from nlp.loaders import Row, active, era, is_active, table
+from nlp.loaders import Row, in_force, is_active, table
 from nlp.mapping.model import Claim, ClaimLine
 
 EPS = 1e-9
@@ -29,17 +29,13 @@ def _hcpcs_for(product: str, dos: date) -> Row | None:
     return None
 
 
-_RULES: dict[tuple[int, int, tuple[str, ...]], dict[str, Row]] = {}
+def _by_kind(rows: list[Row]) -> dict[str, Row]:
+    return {r["kind"]: r for r in rows}
 
 
 def _drug_rules(dos: date, options: tuple[str, ...]) -> dict[str, Row]:
-    """Drug rows in force by kind (the last row of a kind wins); built once per era of the table and options."""
-    rows = table("rules/drug.csv")
-    key = (id(rows), era(rows, dos), tuple(options))
-    got = _RULES.get(key)
-    if got is None:
-        got = _RULES[key] = {r["kind"]: r for r in active(rows, dos, options)}
-    return got
+    """Drug rows in force by kind (the last row of a kind wins)."""
+    return in_force("rules/drug.csv", dos, options, _by_kind)
 
 
 def _unclassified() -> Row:

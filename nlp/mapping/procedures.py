@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from nlp.facts import Evidence, Facts, Injection
-from nlp.loaders import Row, active, era, split, table
+from nlp.loaders import Row, in_force, split, table
 from nlp.mapping.model import Claim, ClaimLine
 
 EXTREMITY = {"upper_extremity": "upper", "lower_extremity": "lower"}
@@ -54,20 +54,16 @@ def _rules_for(region: str, dos: date, options: tuple[str, ...]) -> list[Row]:
     return list(_rules_by_region(dos, options).get(region, ()))
 
 
-_BY_REGION: dict[tuple[int, int, tuple[str, ...]], dict[str, tuple[Row, ...]]] = {}
+def _by_region(rows: list[Row]) -> dict[str, tuple[Row, ...]]:
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r["region"], []).append(r)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _rules_by_region(dos: date, options: tuple[str, ...]) -> dict[str, tuple[Row, ...]]:
-    """Chemodenervation rows in force by region, in table order; built once per era of the table and options."""
-    rows = table("rules/chemodenervation.csv")
-    key = (id(rows), era(rows, dos), tuple(options))
-    got = _BY_REGION.get(key)
-    if got is None:
-        out: dict[str, list[Row]] = {}
-        for r in active(rows, dos, options):
-            out.setdefault(r["region"], []).append(r)
-        got = _BY_REGION[key] = {k: tuple(v) for k, v in out.items()}
-    return got
+    """Chemodenervation rows in force by region, in table order."""
+    return in_force("rules/chemodenervation.csv", dos, options, _by_region)
 
 
 def _band(rows: list[Row], role: str, count: int) -> Row | None:
@@ -294,17 +290,13 @@ def neurolysis_lines(facts: Facts, dos: date, options: tuple[str, ...], claim: C
     return lines
 
 
-_GUIDANCE: dict[tuple[int, int, tuple[str, ...]], dict[str, Row]] = {}
+def _by_method(rows: list[Row]) -> dict[str, Row]:
+    return {r["method"]: r for r in rows}
 
 
 def _guidance_rows(dos: date, options: tuple[str, ...]) -> dict[str, Row]:
-    """Guidance rows in force by method (the last row of a method wins); built once per era and options."""
-    rows = table("rules/guidance.csv")
-    key = (id(rows), era(rows, dos), tuple(options))
-    got = _GUIDANCE.get(key)
-    if got is None:
-        got = _GUIDANCE[key] = {r["method"]: r for r in active(rows, dos, options)}
-    return got
+    """Guidance rows in force by method (the last row of a method wins)."""
+    return in_force("rules/guidance.csv", dos, options, _by_method)
 
 
 @functools.cache
