@@ -10,8 +10,9 @@ import functools
 import re
 import re._constants as _sre
 import re._parser as _sre_parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nlp.loaders import compiled, split, table
 from nlp.textutil import Taken
@@ -66,6 +67,19 @@ class Lowered:
 
 
 _last_lowered: tuple[str | None, Lowered | None] = (None, None)
+
+
+def word_keys(words: list[str], memo: dict[str, Any], make: Callable[[str], Any], limit: int = 200_000) -> list[Any]:
+    """``make(word)`` for each of the note's words, remembered in ``memo`` (emptied past ``limit`` words;
+    ``make`` never returns None)."""
+    keys = list(map(memo.get, words))
+    if None in keys:
+        if len(memo) > limit:
+            memo.clear()
+        for i, k in enumerate(keys):
+            if k is None:
+                keys[i] = memo[words[i]] = make(words[i])
+    return keys
 
 
 def lowered(text: str) -> Lowered | None:
@@ -639,14 +653,7 @@ class Scanner:
             _offered[0] = (None, None, None)
             return self.finditer_at(text, ix.low, pending[2])
         low, padded, words = ix.low, ix.padded, ix.words
-        memo = self._memo
-        keys = list(map(memo.get, words))
-        if None in keys:
-            if len(memo) > 200_000:
-                memo.clear()
-            for i, k in enumerate(keys):
-                if k is None:
-                    keys[i] = memo[words[i]] = self._word_key(words[i])
+        keys = word_keys(words, self._memo, self._word_key)
         # the positions the candidates regex may stop at: the words kept, and ";" / "["
         positions = []
         cursor = 0

@@ -87,14 +87,7 @@ def _code_word(word: str) -> tuple[str, tuple[int, ...]] | tuple[()]:
 
 def _code_matches(text: str, ix: lexicons.Lowered) -> list[list[re.Match[str]]]:
     """finditer of _CPT, _ICD10, _ICD9 and _DOS on an ASCII note, tried only at the words that fit."""
-    words = ix.words
-    keys = list(map(_code_words.get, words))
-    if None in keys:
-        if len(_code_words) > 200_000:
-            _code_words.clear()
-        for i, k in enumerate(keys):
-            if k is None:
-                keys[i] = _code_words[words[i]] = _code_word(words[i])
+    keys = lexicons.word_keys(ix.words, _code_words, _code_word)
     padded = ix.padded
     code_at: list[tuple[int, tuple[int, ...]]] = []
     cursor = 0
@@ -163,13 +156,7 @@ def _shared_pass(text: str, ix: lexicons.Lowered, nerve, muscle, product, scanne
     if made_for is None or any(a is not b for a, b in zip(made_for, objs, strict=True)) or len(_plans) > 200_000:
         _plans.clear()
         _plans_for[0] = objs
-    plans = _plans
-    words = ix.words
-    keys = list(map(plans.get, words))
-    if None in keys:
-        for i, k in enumerate(keys):
-            if k is None:
-                keys[i] = plans[words[i]] = _plan(words[i], nerve, muscle, product, scanner, context)
+    keys = lexicons.word_keys(ix.words, _plans, lambda w: _plan(w, nerve, muscle, product, scanner, context))
     nerve_at: list = []
     muscle_at: list = []
     product_at: list = []
